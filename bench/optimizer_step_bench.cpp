@@ -1,0 +1,79 @@
+// One step (`update(x, g)`) of every classic optimizer for float n = 1e4, 1e6, 1e7,
+// beside a STREAM triad in the same binary, so each step's share of the memory
+// bandwidth comes from one run. Bytes are counted as the streams the update must
+// move (each array read or written once, STREAM's convention: the triad is 3
+// streams, Adam 7 — x, m, v read and written, g read). The finiteness check of g
+// is a further read that is not counted.
+//
+//   build/release/bench/optimizer_step_bench --benchmark_repetitions=3
+//       --benchmark_report_aggregates_only=true
+#include <scaltra/core/rng.hpp>
+#include <scaltra/optim.hpp>
+
+#include <benchmark/benchmark.h>
+
+namespace {
+
+using S = float;
+using scaltra::Index;
+using scaltra::Vec;
+
+void set_bytes(benchmark::State& state, Index n, int streams) {
+    state.SetBytesProcessed(state.iterations() * n * streams * static_cast<Index>(sizeof(S)));
+}
+
+// a ← b + s·c, one fused pass.
+void BM_StreamTriad(benchmark::State& state) {
+    const Index n = state.range(0);
+    Vec<S> a = Vec<S>::Zero(n), b = Vec<S>::Ones(n), c = Vec<S>::Ones(n);
+    const S s = S(0.5);
+    for (auto _ : state) {
+        a.noalias() = b + s * c;
+        benchmark::DoNotOptimize(a.data());
+        benchmark::ClobberMemory();
+    }
+    set_bytes(state, n, 3);
+}
+
+template <class Opt>
+void run_steps(benchmark::State& state, Opt opt, int streams) {
+    const Index n = state.range(0);
+    scaltra::Rng rng(1);
+    Vec<S> x = rng.normal_vector<S>(n);
+    const Vec<S> g = rng.normal_vector<S>(n, S(0), S(1e-3));
+    for (auto _ : state) {
+        opt.update(x, g);
+        benchmark::DoNotOptimize(x.data());
+        benchmark::ClobberMemory();
+    }
+    set_bytes(state, n, streams);
+}
+
+void BM_Sgd(benchmark::State& state) {
+    run_steps(state, scaltra::Sgd<S>(state.range(0), {.lr = 1e-3}), 3);
+}
+void BM_SgdMomentum(benchmark::State& state) {
+    run_steps(state, scaltra::Sgd<S>(state.range(0), {.lr = 1e-3, .momentum = 0.9}), 5);
+}
+void BM_Adam(benchmark::State& state) { run_steps(state, scaltra::Adam<S>(state.range(0)), 7); }
+void BM_AdamW(benchmark::State& state) { run_steps(state, scaltra::AdamW<S>(state.range(0)), 7); }
+void BM_RmsProp(benchmark::State& state) {
+    run_steps(state, scaltra::RmsProp<S>(state.range(0)), 5);
+}
+void BM_AdaGrad(benchmark::State& state) {
+    run_steps(state, scaltra::AdaGrad<S>(state.range(0)), 5);
+}
+
+#define SCALTRA_SIZES ->Arg(10'000)->Arg(1'000'000)->Arg(10'000'000)->UseRealTime()
+BENCHMARK(BM_StreamTriad) SCALTRA_SIZES;
+BENCHMARK(BM_Sgd) SCALTRA_SIZES;
+BENCHMARK(BM_SgdMomentum) SCALTRA_SIZES;
+BENCHMARK(BM_Adam) SCALTRA_SIZES;
+BENCHMARK(BM_AdamW) SCALTRA_SIZES;
+BENCHMARK(BM_RmsProp) SCALTRA_SIZES;
+BENCHMARK(BM_AdaGrad) SCALTRA_SIZES;
+#undef SCALTRA_SIZES
+
+}  // namespace
+
+BENCHMARK_MAIN();

@@ -1,0 +1,62 @@
+#!/bin/sh
+# Install scaltra's build dependencies from Debian/Ubuntu packages (idempotent).
+#
+#   sh cmake/install-deps.sh test   # everything needed for `cmake --workflow --preset dev`
+#   sh cmake/install-deps.sh demo   # everything needed to build and run the demos
+#
+# Only packages that are not already installed are passed to apt-get.
+set -eu
+
+# --- Package lists: extend here -------------------------------------------
+SCALTRA_DEPS_TEST="cmake g++ make libeigen3-dev catch2 libbenchmark-dev zlib1g-dev"
+SCALTRA_DEPS_DEMO="cmake g++ make libeigen3-dev libbenchmark-dev zlib1g-dev"
+# ---------------------------------------------------------------------------
+
+usage() {
+    echo "usage: sh cmake/install-deps.sh demo|test" >&2
+    exit 2
+}
+
+[ "$#" -eq 1 ] || usage
+case "$1" in
+    test) wanted=$SCALTRA_DEPS_TEST ;;
+    demo) wanted=$SCALTRA_DEPS_DEMO ;;
+    *) usage ;;
+esac
+
+if ! command -v dpkg-query >/dev/null 2>&1; then
+    echo "scaltra: dpkg-query not found; this script supports Debian/Ubuntu only." >&2
+    echo "scaltra: please install the equivalent of: $wanted" >&2
+    exit 1
+fi
+
+missing=""
+for pkg in $wanted; do
+    status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
+    if [ "$status" != "install ok installed" ]; then
+        missing="${missing:+$missing }$pkg"
+    fi
+done
+
+if [ -z "$missing" ]; then
+    echo "scaltra: all build dependencies present"
+    exit 0
+fi
+
+echo "scaltra: installing missing packages: $missing"
+
+if [ "$(id -u)" -eq 0 ]; then
+    as_root=""
+elif command -v sudo >/dev/null 2>&1; then
+    as_root="sudo"
+else
+    echo "scaltra: not root and sudo is not available." >&2
+    echo "scaltra: please install as root: apt-get install $missing" >&2
+    exit 1
+fi
+
+# $as_root and $missing are intentionally unquoted (word splitting).
+$as_root apt-get update
+$as_root env DEBIAN_FRONTEND=noninteractive \
+    apt-get install -y --no-install-recommends $missing
+echo "scaltra: build dependencies installed"

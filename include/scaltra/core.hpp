@@ -1,0 +1,10 @@
+// Core: concepts, errors, layout, RNG, state format.
+#pragma once
+
+#include "core/concepts.hpp"
+#include "core/error.hpp"
+#include "core/layout.hpp"
+#include "core/rng.hpp"
+#include "core/state_io.hpp"
+#include "core/types.hpp"
+#include "core/validate.hpp"

@@ -1,0 +1,52 @@
+// The two concepts every scaltra component speaks.
+//
+// Objective<F, S>: `S f(const Eigen::Ref<const Vec<S>>& x, Eigen::Ref<Vec<S>> grad)`
+// returns the loss at x and writes its gradient into grad (same size as x).
+// A minibatch objective closes over its batch.
+//
+// Optimizer<O>: `S opt.step(Eigen::Ref<Vec<S>> x, f)` updates x in place and returns
+// the loss seen at the incoming x; `reset()`, `name()`, `save(std::ostream&)`,
+// `load(std::istream&)`, and `state()`, a StateAggregate readable as data.
+#pragma once
+
+#include "state_io.hpp"
+#include "types.hpp"
+
+#include <concepts>
+#include <istream>
+#include <ostream>
+#include <string_view>
+
+namespace scaltra {
+
+template <class F, class S>
+concept Objective = Real<S> && requires(F& f, const Eigen::Ref<const Vec<S>>& x,
+                                        Eigen::Ref<Vec<S>>& grad) {
+    { f(x, grad) } -> std::convertible_to<S>;
+};
+
+namespace detail {
+/// The simplest objective, used to state the Optimizer concept.
+template <class S>
+struct ObjectiveArchetype {
+    S operator()(const Eigen::Ref<const Vec<S>>& x, Eigen::Ref<Vec<S>> grad) const {
+        grad = x;
+        return S(0);
+    }
+};
+}  // namespace detail
+
+template <class O>
+concept Optimizer = requires(O& opt, const O& copt, Eigen::Ref<Vec<typename O::Scalar>>& x,
+                             detail::ObjectiveArchetype<typename O::Scalar>& f,
+                             std::ostream& out, std::istream& in) {
+    requires Real<typename O::Scalar>;
+    { opt.step(x, f) } -> std::same_as<typename O::Scalar>;
+    opt.reset();
+    { copt.name() } -> std::convertible_to<std::string_view>;
+    copt.save(out);
+    opt.load(in);
+    requires StateAggregate<std::remove_cvref_t<decltype(copt.state())>>;
+};
+
+}  // namespace scaltra

@@ -1,0 +1,99 @@
+// An explicitly seeded random number generator. scaltra has no global RNG:
+// everything random (initialisation, shuffling, permutations) takes an Rng.
+// xoshiro256** seeded by SplitMix64, with its own uniform and normal draws, so a
+// seed gives the same numbers on every platform (std:: distributions do not).
+#pragma once
+
+#include "types.hpp"
+
+#include <array>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <numbers>
+#include <vector>
+
+namespace scaltra {
+
+class Rng {
+public:
+    using result_type = std::uint64_t;
+
+    explicit Rng(std::uint64_t seed) {
+        // SplitMix64 expands the seed into the 256-bit state (never all zero).
+        for (auto& word : s_) {
+            seed += 0x9e3779b97f4a7c15ULL;
+            std::uint64_t z = seed;
+            z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+            z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+            word = z ^ (z >> 31);
+        }
+    }
+
+    static constexpr result_type min() { return 0; }
+    static constexpr result_type max() { return std::numeric_limits<result_type>::max(); }
+
+    /// Next 64 random bits (xoshiro256**).
+    result_type operator()() {
+        const std::uint64_t result = rotl(s_[1] * 5, 7) * 9;
+        const std::uint64_t t = s_[1] << 17;
+        s_[2] ^= s_[0];
+        s_[3] ^= s_[1];
+        s_[1] ^= s_[2];
+        s_[0] ^= s_[3];
+        s_[2] ^= t;
+        s_[3] = rotl(s_[3], 45);
+        return result;
+    }
+
+    /// Uniform in [0, 1) with 53 random bits.
+    double uniform() { return static_cast<double>((*this)() >> 11) * 0x1.0p-53; }
+
+    /// Uniform in [lo, hi).
+    double uniform(double lo, double hi) { return lo + (hi - lo) * uniform(); }
+
+    /// Standard normal by the Box–Muller transform.
+    double normal() {
+        const double u1 = 1.0 - uniform();  // in (0, 1], so log is finite
+        const double u2 = uniform();
+        return std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * std::numbers::pi * u2);
+    }
+
+    double normal(double mean, double stddev) { return mean + stddev * normal(); }
+
+    /// Uniform integer in [0, n) without modulo bias (rejection of the short tail); n > 0.
+    std::uint64_t below(std::uint64_t n) {
+        const std::uint64_t threshold = (0 - n) % n;  // 2^64 mod n
+        for (;;) {
+            const std::uint64_t r = (*this)();
+            if (r >= threshold) return r % n;
+        }
+    }
+
+    /// Vector of independent N(mean, stddev²) draws.
+    template <class S>
+    Vec<S> normal_vector(Index n, S mean = S(0), S stddev = S(1)) {
+        Vec<S> v(n);
+        for (Index i = 0; i < n; ++i) v[i] = static_cast<S>(normal(mean, stddev));
+        return v;
+    }
+
+    /// A uniformly random permutation of 0..n-1 (Fisher–Yates).
+    std::vector<Index> permutation(Index n) {
+        std::vector<Index> p(static_cast<std::size_t>(n));
+        for (Index i = 0; i < n; ++i) p[static_cast<std::size_t>(i)] = i;
+        for (Index i = n - 1; i > 0; --i)
+            std::swap(p[static_cast<std::size_t>(i)],
+                      p[static_cast<std::size_t>(below(static_cast<std::uint64_t>(i) + 1))]);
+        return p;
+    }
+
+    bool operator==(const Rng&) const = default;
+
+private:
+    static std::uint64_t rotl(std::uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+    std::array<std::uint64_t, 4> s_{};
+};
+
+}  // namespace scaltra

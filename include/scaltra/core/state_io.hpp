@@ -1,0 +1,233 @@
+// Optimizer state as data, and its versioned binary format.
+//
+// Every optimizer keeps its state (moments, step count, learned meta-parameters)
+// in a plain aggregate that lists its fields:
+//
+//     struct AdamState {
+//         std::int64_t step = 0;  Vec<S> m, v;
+//         static constexpr std::array field_names{"step", "m", "v"};
+//         auto fields() { return std::tie(step, m, v); }
+//         auto fields() const { return std::tie(step, m, v); }
+//     };
+//
+// so generic code can visit, compare, save and load it. The file format
+// (little-endian, as written by this machine):
+//
+//     "scaltra\0"  u32 format version  u32 sizeof(scalar)  string optimizer name
+//     u32 field count, then per field: string name, u8 kind, payload
+//     kind 0: i64 integer; kind 1: one scalar; kind 2: i64 rows, i64 cols, rows*cols scalars
+//
+// where a string is a u32 length and its bytes. Loading checks every header
+// value, field name and shape against the live state and either replaces the
+// whole state or throws CorruptState and leaves it untouched.
+#pragma once
+
+#include "error.hpp"
+#include "types.hpp"
+
+#include <array>
+#include <cstdint>
+#include <cstring>
+#include <istream>
+#include <ostream>
+#include <string>
+#include <string_view>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+
+namespace scaltra {
+
+/// A state aggregate: named fields exposed as a tuple of references.
+template <class State>
+concept StateAggregate = requires(State& s, const State& cs) {
+    State::field_names;
+    s.fields();
+    cs.fields();
+    requires std::tuple_size_v<decltype(s.fields())> == State::field_names.size();
+};
+
+/// Calls f(name, field) for every field of `state`, in declaration order.
+template <class State, class F>
+    requires StateAggregate<std::remove_const_t<State>>
+void for_each_field(State& state, F&& f) {
+    auto refs = state.fields();
+    constexpr auto& names = std::remove_const_t<State>::field_names;
+    [&]<std::size_t... I>(std::index_sequence<I...>) {
+        (f(std::string_view(names[I]), std::get<I>(refs)), ...);
+    }(std::make_index_sequence<names.size()>{});
+}
+
+namespace detail {
+
+inline constexpr char state_magic[8] = {'s', 'c', 'a', 'l', 't', 'r', 'a', '\0'};
+inline constexpr std::uint32_t state_format_version = 1;
+
+enum class FieldKind : std::uint8_t { integer = 0, scalar = 1, matrix = 2 };
+
+template <class T>
+void write_raw(std::ostream& out, const T& value) {
+    out.write(reinterpret_cast<const char*>(&value), sizeof(T));
+}
+
+inline void write_string(std::ostream& out, std::string_view s) {
+    write_raw(out, static_cast<std::uint32_t>(s.size()));
+    out.write(s.data(), static_cast<std::streamsize>(s.size()));
+}
+
+template <class T>
+T read_raw(std::istream& in, std::string_view what) {
+    T value{};
+    if (!in.read(reinterpret_cast<char*>(&value), sizeof(T)))
+        throw CorruptState(concat("Saved state is truncated while reading ", what));
+    return value;
+}
+
+inline std::string read_string(std::istream& in, std::string_view what) {
+    const auto n = read_raw<std::uint32_t>(in, what);
+    if (n > (1u << 20)) throw CorruptState(concat("Saved state has an implausible ", what));
+    std::string s(n, '\0');
+    if (n > 0 && !in.read(s.data(), n))
+        throw CorruptState(concat("Saved state is truncated while reading ", what));
+    return s;
+}
+
+template <class S>
+void write_field(std::ostream& out, const std::int64_t& v) {
+    write_raw(out, FieldKind::integer);
+    write_raw(out, v);
+}
+
+template <class S, class Dense>
+    requires std::is_base_of_v<Eigen::PlainObjectBase<Dense>, Dense>
+void write_field(std::ostream& out, const Dense& m) {
+    static_assert(std::is_same_v<typename Dense::Scalar, S>);
+    write_raw(out, FieldKind::matrix);
+    write_raw(out, static_cast<std::int64_t>(m.rows()));
+    write_raw(out, static_cast<std::int64_t>(m.cols()));
+    out.write(reinterpret_cast<const char*>(m.data()),
+              static_cast<std::streamsize>(sizeof(S) * static_cast<std::size_t>(m.size())));
+}
+
+template <class S>
+    requires Real<S>
+void write_field(std::ostream& out, const S& v) {
+    write_raw(out, FieldKind::scalar);
+    write_raw(out, v);
+}
+
+inline void expect_kind(std::istream& in, FieldKind kind, std::string_view name) {
+    const auto got = read_raw<FieldKind>(in, concat("the kind of field '", name, "'"));
+    if (got != kind)
+        throw CorruptState(concat("Saved state field '", name, "' has kind ",
+                                  static_cast<int>(got), ", expected ", static_cast<int>(kind)));
+}
+
+template <class S>
+void read_field(std::istream& in, std::string_view name, std::int64_t& v) {
+    expect_kind(in, FieldKind::integer, name);
+    v = read_raw<std::int64_t>(in, concat("field '", name, "'"));
+}
+
+template <class S>
+    requires Real<S>
+void read_field(std::istream& in, std::string_view name, S& v) {
+    expect_kind(in, FieldKind::scalar, name);
+    v = read_raw<S>(in, concat("field '", name, "'"));
+}
+
+template <class S, class Dense>
+    requires std::is_base_of_v<Eigen::PlainObjectBase<Dense>, Dense>
+void read_field(std::istream& in, std::string_view name, Dense& m) {
+    expect_kind(in, FieldKind::matrix, name);
+    const auto rows = read_raw<std::int64_t>(in, concat("the rows of field '", name, "'"));
+    const auto cols = read_raw<std::int64_t>(in, concat("the cols of field '", name, "'"));
+    if (rows != m.rows() || cols != m.cols())
+        throw CorruptState(concat("Saved state field '", name, "' has shape ", rows, "x", cols,
+                                  ", the optimizer expects ", m.rows(), "x", m.cols()));
+    const auto bytes = static_cast<std::streamsize>(sizeof(S) * static_cast<std::size_t>(m.size()));
+    if (bytes > 0 && !in.read(reinterpret_cast<char*>(m.data()), bytes))
+        throw CorruptState(concat("Saved state is truncated in field '", name, "'"));
+}
+
+template <class T>
+bool bitwise_equal_field(const T& a, const T& b) {
+    if constexpr (std::is_base_of_v<Eigen::PlainObjectBase<T>, T>) {
+        return a.rows() == b.rows() && a.cols() == b.cols() &&
+               (a.size() == 0 ||
+                std::memcmp(a.data(), b.data(), sizeof(typename T::Scalar) *
+                                                    static_cast<std::size_t>(a.size())) == 0);
+    } else {
+        return std::memcmp(&a, &b, sizeof(T)) == 0;
+    }
+}
+
+}  // namespace detail
+
+/// Two states are bit-identical: same shapes and the same bytes in every field.
+template <class State>
+    requires StateAggregate<State>
+bool bitwise_equal(const State& a, const State& b) {
+    bool equal = true;
+    auto ra = a.fields();
+    auto rb = b.fields();
+    [&]<std::size_t... I>(std::index_sequence<I...>) {
+        ((equal = equal && detail::bitwise_equal_field(std::get<I>(ra), std::get<I>(rb))), ...);
+    }(std::make_index_sequence<State::field_names.size()>{});
+    return equal;
+}
+
+/// Writes `state` of the optimizer called `name` in the format described above.
+template <class S, class State>
+    requires StateAggregate<State>
+void save_state(std::ostream& out, std::string_view name, const State& state) {
+    out.write(detail::state_magic, sizeof detail::state_magic);
+    detail::write_raw(out, detail::state_format_version);
+    detail::write_raw(out, static_cast<std::uint32_t>(sizeof(S)));
+    detail::write_string(out, name);
+    detail::write_raw(out, static_cast<std::uint32_t>(State::field_names.size()));
+    for_each_field(state, [&](std::string_view field, const auto& value) {
+        detail::write_string(out, field);
+        detail::write_field<S>(out, value);
+    });
+    if (!out) throw Error(detail::concat("Could not write the state of ", name));
+}
+
+/// Reads a state saved by save_state into `state`, whose current shapes are the
+/// ones expected. All or nothing: on any mismatch throws CorruptState and leaves
+/// `state` as it was.
+template <class S, class State>
+    requires StateAggregate<State>
+void load_state(std::istream& in, std::string_view name, State& state) {
+    using detail::concat;
+    char magic[sizeof detail::state_magic];
+    if (!in.read(magic, sizeof magic) || std::memcmp(magic, detail::state_magic, sizeof magic) != 0)
+        throw CorruptState("Saved state does not start with the scaltra magic bytes");
+    const auto version = detail::read_raw<std::uint32_t>(in, "the format version");
+    if (version != detail::state_format_version)
+        throw CorruptState(concat("Saved state has format version ", version, ", this build reads ",
+                                  detail::state_format_version));
+    const auto scalar_size = detail::read_raw<std::uint32_t>(in, "the scalar size");
+    if (scalar_size != sizeof(S))
+        throw CorruptState(concat("Saved state holds ", scalar_size, "-byte scalars, expected ",
+                                  sizeof(S)));
+    const std::string saved_name = detail::read_string(in, "the optimizer name");
+    if (saved_name != name)
+        throw CorruptState(concat("Saved state belongs to optimizer '", saved_name,
+                                  "', not '", name, "'"));
+    const auto count = detail::read_raw<std::uint32_t>(in, "the field count");
+    if (count != State::field_names.size())
+        throw CorruptState(concat("Saved state has ", count, " fields, ", name, " has ",
+                                  State::field_names.size()));
+    State loaded = state;  // shapes to check against; replaces `state` only when complete
+    for_each_field(loaded, [&](std::string_view field, auto& value) {
+        const std::string saved_field = detail::read_string(in, "a field name");
+        if (saved_field != field)
+            throw CorruptState(concat("Saved state has field '", saved_field, "' where ", name,
+                                      " expects '", field, "'"));
+        detail::read_field<S>(in, field, value);
+    });
+    state = std::move(loaded);
+}
+
+}  // namespace scaltra

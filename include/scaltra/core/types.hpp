@@ -1,0 +1,23 @@
+// Eigen aliases and scalar traits shared by every scaltra header.
+#pragma once
+
+#include <Eigen/Core>
+
+#include <concepts>
+#include <cstdint>
+
+namespace scaltra {
+
+using Index = Eigen::Index;
+
+template <class S>
+using Vec = Eigen::Matrix<S, Eigen::Dynamic, 1>;
+
+template <class S>
+using Mat = Eigen::Matrix<S, Eigen::Dynamic, Eigen::Dynamic>;
+
+/// The scalars every optimizer and the autodiff core are instantiated on.
+template <class S>
+concept Real = std::same_as<S, float> || std::same_as<S, double>;
+
+}  // namespace scaltra

@@ -1,0 +1,127 @@
+// Adam (Kingma & Ba, 2015, "Adam: A Method for Stochastic Optimization") and
+// AdamW (Loshchilov & Hutter, 2019, "Decoupled Weight Decay Regularization"),
+// with the AMSGrad variant (Reddi et al., 2018), as torch.optim documents them:
+//
+//   g ← g + λx                        (Adam's L2 weight decay)  | x ← x(1 − ηλ)  (AdamW)
+//   m ← β₁m + (1−β₁)g,   v ← β₂v + (1−β₂)g²,   v_max ← max(v_max, v)  (amsgrad)
+//   x ← x − (η / (1−β₁ᵗ)) · m / (√v̂ / √(1−β₂ᵗ) + ε),   v̂ = v_max if amsgrad else v
+#pragma once
+
+#include "optimizer_base.hpp"
+#include "schedule.hpp"
+
+#include <array>
+#include <cmath>
+#include <cstdint>
+#include <tuple>
+
+namespace scaltra {
+
+template <Real S, bool Decoupled>
+struct AdamFamilyOptions {
+    LearningRate<S> lr = 1e-3;
+    S beta1 = S(0.9);
+    S beta2 = S(0.999);
+    S eps = S(1e-8);
+    S weight_decay = Decoupled ? S(1e-2) : S(0);  ///< L2 (Adam) or decoupled (AdamW)
+    bool amsgrad = false;
+    NonFinitePolicy on_non_finite = NonFinitePolicy::raise;
+
+    void validate() const {
+        using detail::Bound;
+        lr.validate("lr");
+        detail::require_in("beta1", beta1, S(0), Bound::closed, S(1), Bound::open);
+        detail::require_in("beta2", beta2, S(0), Bound::closed, S(1), Bound::open);
+        detail::require_nonnegative("eps", eps);
+        detail::require_nonnegative("weight_decay", weight_decay);
+    }
+};
+
+template <Real S>
+using AdamOptions = AdamFamilyOptions<S, false>;
+template <Real S>
+using AdamWOptions = AdamFamilyOptions<S, true>;
+
+template <Real S>
+struct AdamState {
+    std::int64_t step = 0;
+    Vec<S> m, v;
+    Vec<S> v_max;  ///< empty unless amsgrad
+
+    static constexpr std::array field_names{"step", "m", "v", "v_max"};
+    auto fields() { return std::tie(step, m, v, v_max); }
+    auto fields() const { return std::tie(step, m, v, v_max); }
+};
+
+namespace detail {
+
+template <Real S, bool Decoupled>
+class AdamFamily : public OptimizerBase<AdamFamily<S, Decoupled>, S, AdamState<S>> {
+    using Base = OptimizerBase<AdamFamily<S, Decoupled>, S, AdamState<S>>;
+    friend Base;
+
+public:
+    using Options = AdamFamilyOptions<S, Decoupled>;
+    static constexpr std::string_view kName = Decoupled ? "AdamW" : "Adam";
+
+    explicit AdamFamily(Layout layout, Options options = {})
+        : Base(std::move(layout)), options_(std::move(options)) {
+        options_.validate();
+        this->state_ = initial_state();
+    }
+
+    const Options& options() const { return options_; }
+
+private:
+    AdamState<S> initial_state() const {
+        const Index n = this->layout().size();
+        return {0, Vec<S>::Zero(n), Vec<S>::Zero(n), Vec<S>::Zero(options_.amsgrad ? n : 0)};
+    }
+
+    void apply(Eigen::Ref<Vec<S>> x, const Eigen::Ref<const Vec<S>>& g) {
+        auto& st = this->state_;
+        const S lr = options_.lr(st.step);
+        ++st.step;
+        const S b1 = options_.beta1, b2 = options_.beta2, eps = options_.eps;
+        const S wd = options_.weight_decay;
+        const S step_size = lr / (S(1) - std::pow(b1, S(st.step)));
+        const S bc2_sqrt = std::sqrt(S(1) - std::pow(b2, S(st.step)));
+        const S decay = S(1) - lr * wd;
+        for_each_chunk(x.size(), [&](Index i, Index len) {
+            auto xs = x.segment(i, len).array();
+            auto ms = st.m.segment(i, len).array();
+            auto vs = st.v.segment(i, len).array();
+            const auto gs = g.segment(i, len).array();
+            if (!Decoupled && wd != S(0)) {
+                const auto gd = gs + wd * xs;
+                ms = b1 * ms + (S(1) - b1) * gd;
+                vs = b2 * vs + (S(1) - b2) * gd.square();
+            } else {
+                if (Decoupled && wd != S(0)) xs *= decay;
+                ms = b1 * ms + (S(1) - b1) * gs;
+                vs = b2 * vs + (S(1) - b2) * gs.square();
+            }
+            if (options_.amsgrad) {
+                auto vmax = st.v_max.segment(i, len).array();
+                vmax = vmax.max(vs);
+                xs -= step_size * ms / (vmax.sqrt() / bc2_sqrt + eps);
+            } else {
+                xs -= step_size * ms / (vs.sqrt() / bc2_sqrt + eps);
+            }
+        });
+    }
+
+    Options options_;
+};
+
+}  // namespace detail
+
+/// Adam with torch.optim.Adam's defaults (lr 1e-3, betas 0.9/0.999, eps 1e-8).
+template <Real S>
+using Adam = detail::AdamFamily<S, false>;
+
+/// AdamW: Adam with decoupled weight decay (default 1e-2), as torch.optim.AdamW.
+template <Real S>
+using AdamW = detail::AdamFamily<S, true>;
+
+}  // namespace scaltra

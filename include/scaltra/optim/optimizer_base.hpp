@@ -1,0 +1,117 @@
+// The shared step of every gradient-based optimizer (ensmallen's "policy" idea:
+// an optimizer is this loop plus its update rule).
+//
+// `step(x, f)` checks x's size, evaluates f into a preallocated gradient buffer,
+// checks the loss and gradient are finite and only then calls the derived
+// class's `apply(x, g)`; `update(x, g)` does the same for a gradient the caller
+// already has (how the learned optimizers drive their meta-optimizers). Bad input
+// throws before any state or x is touched. The state is allocated once, at
+// construction, so no step allocates.
+#pragma once
+
+#include "../core/concepts.hpp"
+#include "../core/error.hpp"
+#include "../core/layout.hpp"
+#include "../core/state_io.hpp"
+#include "../core/types.hpp"
+#include "../core/validate.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <istream>
+#include <ostream>
+#include <string_view>
+
+namespace scaltra {
+
+/// What a step does when the loss or the gradient is NaN or infinite.
+enum class NonFinitePolicy {
+    raise,  ///< throw NonFinite, leaving x and the state untouched (default)
+    skip,   ///< return the loss without moving x or changing the state
+};
+
+namespace detail {
+
+/// True when every element of v is finite: one vectorised pass (x − x is 0 for
+/// finite x and NaN for ±inf and NaN).
+template <class Dense>
+bool all_finite(const Eigen::MatrixBase<Dense>& v) {
+    return std::isfinite((v.array() - v.array()).sum());
+}
+
+/// Calls f(offset, length) over [0, n) in L1-sized pieces, so that several Eigen
+/// expressions on the same piece cost one pass over memory.
+template <class F>
+void for_each_chunk(Index n, F&& f) {
+    constexpr Index chunk = 512;
+    for (Index i = 0; i < n; i += chunk) f(i, std::min(chunk, n - i));
+}
+
+}  // namespace detail
+
+template <class Derived, Real S, class StateT>
+    requires StateAggregate<StateT>
+class OptimizerBase {
+public:
+    using Scalar = S;
+    using State = StateT;
+
+    /// Evaluates f at x, then moves x by the derived rule; returns the loss at the incoming x.
+    template <class F>
+        requires Objective<F, S>
+    S step(Eigen::Ref<Vec<S>> x, F&& f) {
+        detail::require_size("x", x.size(), layout_.size());
+        const Eigen::Ref<const Vec<S>> x_in(x);
+        Eigen::Ref<Vec<S>> grad(grad_);
+        const auto loss = static_cast<S>(f(x_in, grad));
+        if (!std::isfinite(loss) || !detail::all_finite(grad_)) {
+            if (policy() == NonFinitePolicy::skip) return loss;
+            throw NonFinite(detail::concat(name(), ": the objective returned ",
+                                           std::isfinite(loss) ? "a non-finite gradient"
+                                                               : "a non-finite loss",
+                                           "; x and the optimizer state are unchanged"));
+        }
+        derived().apply(x, grad_);
+        return loss;
+    }
+
+    /// Moves x by the derived rule for a given gradient g.
+    void update(Eigen::Ref<Vec<S>> x, const Eigen::Ref<const Vec<S>>& g) {
+        detail::require_size("x", x.size(), layout_.size());
+        detail::require_size("gradient", g.size(), layout_.size());
+        if (!detail::all_finite(g)) {
+            if (policy() == NonFinitePolicy::skip) return;
+            throw NonFinite(detail::concat(name(), ": non-finite gradient; x and the optimizer "
+                                                   "state are unchanged"));
+        }
+        derived().apply(x, g);
+    }
+
+    /// Back to the state of a freshly constructed optimizer.
+    void reset() { state_ = derived().initial_state(); }
+
+    std::string_view name() const { return Derived::kName; }
+    const State& state() const { return state_; }
+    const Layout& layout() const { return layout_; }
+
+    void save(std::ostream& out) const { save_state<S>(out, name(), state_); }
+    void load(std::istream& in) { load_state<S>(in, name(), state_); }
+
+protected:
+    explicit OptimizerBase(Layout layout)
+        : layout_(std::move(layout)), grad_(Vec<S>::Zero(layout_.size())) {
+        if (layout_.size() == 0) throw InvalidArgument("Invalid layout: it has no elements");
+    }
+
+    State state_;
+
+private:
+    Derived& derived() { return static_cast<Derived&>(*this); }
+    const Derived& derived() const { return static_cast<const Derived&>(*this); }
+    NonFinitePolicy policy() const { return derived().options().on_non_finite; }
+
+    Layout layout_;
+    Vec<S> grad_;
+};
+
+}  // namespace scaltra

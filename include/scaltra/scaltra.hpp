@@ -1,0 +1,7 @@
+// scaltra: meta-learned optimizers on Eigen. Includes everything but dist/.
+#pragma once
+
+#include "core.hpp"
+#include "optim.hpp"
+#include "problems.hpp"
+#include "train.hpp"

@@ -1,0 +1,94 @@
+// No optimizer step allocates after construction. Two counters see every heap
+// allocation: global operator new is replaced by a counting one, and Eigen's own
+// allocations (which use malloc) are caught by Eigen's EIGEN_RUNTIME_NO_MALLOC
+// check, routed through a counting eigen_assert while a window is open.
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <vector>
+
+namespace {
+std::atomic<long> allocations{0};
+
+void on_eigen_assert(const char* condition) {
+    if (std::strstr(condition, "heap allocation is forbidden") != nullptr) {
+        ++allocations;
+        return;
+    }
+    std::fprintf(stderr, "Eigen assertion failed: %s\n", condition);
+    std::abort();
+}
+}  // namespace
+
+#define EIGEN_RUNTIME_NO_MALLOC
+#define eigen_assert(x) ((x) ? static_cast<void>(0) : on_eigen_assert(#x))
+
+#include <scaltra/optim.hpp>
+#include <scaltra/problems.hpp>
+
+#include <catch2/catch.hpp>
+
+// Under AddressSanitizer the replacement would fight ASan's own operator new, so
+// there only Eigen's allocations are counted; the plain build counts both.
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool counts_operator_new = false;
+#else
+constexpr bool counts_operator_new = true;
+
+void* operator new(std::size_t size) {
+    ++allocations;
+    if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
+    throw std::bad_alloc();
+}
+// The replacement pair is malloc/free, which GCC cannot see through.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+#pragma GCC diagnostic pop
+#endif
+
+namespace {
+template <class Opt>
+long allocations_per_steps(Opt& opt, int steps) {
+    using S = typename Opt::Scalar;
+    const scaltra::problems::IllConditionedQuadratic<S> quadratic(1000, 10.0, 1);
+    scaltra::Vec<S> x = scaltra::Vec<S>::Ones(1000);
+    scaltra::Vec<S> g(1000);
+    opt.step(x, quadratic);  // the first step may allocate (none of ours do)
+    const long before = allocations.load();
+    Eigen::internal::set_is_malloc_allowed(false);
+    for (int t = 0; t < steps; ++t) {
+        opt.step(x, quadratic);
+        quadratic(x, g);
+        opt.update(x, g);
+    }
+    Eigen::internal::set_is_malloc_allowed(true);
+    return allocations.load() - before;
+}
+}  // namespace
+
+TEMPLATE_TEST_CASE("no heap allocation per step after the first", "[optim][alloc]", float,
+                   double) {
+    using S = TestType;
+    // The counters do count: an Eigen vector, and a std container.
+    const long sanity = allocations.load();
+    Eigen::internal::set_is_malloc_allowed(false);
+    { scaltra::Vec<S> v(10); }
+    Eigen::internal::set_is_malloc_allowed(true);
+    { std::vector<int> v(10); }
+    REQUIRE(allocations.load() == sanity + (counts_operator_new ? 2 : 1));
+
+    scaltra::Sgd<S> sgd(1000, {.lr = 0.1, .momentum = 0.9, .weight_decay = 0.1, .nesterov = true});
+    scaltra::Adam<S> adam(1000, {.weight_decay = 0.1, .amsgrad = true});
+    scaltra::AdamW<S> adamw(1000, {.lr = scaltra::schedule::cosine(0.1, 100)});
+    scaltra::RmsProp<S> rmsprop(1000, {.momentum = 0.9, .centered = true});
+    scaltra::AdaGrad<S> adagrad(1000, {.lr_decay = 0.01});
+    CHECK(allocations_per_steps(sgd, 20) == 0);
+    CHECK(allocations_per_steps(adam, 20) == 0);
+    CHECK(allocations_per_steps(adamw, 20) == 0);
+    CHECK(allocations_per_steps(rmsprop, 20) == 0);
+    CHECK(allocations_per_steps(adagrad, 20) == 0);
+}

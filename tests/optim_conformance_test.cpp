@@ -1,0 +1,305 @@
+// One conformance suite run over every optimizer, in float and double (the
+// torch.optim / optax practice): shapes stable, save/load continues bit-identically,
+// determinism, convergence, validation, and untouched state on bad input.
+#include <scaltra/optim.hpp>
+#include <scaltra/problems.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <functional>
+#include <sstream>
+#include <string>
+#include <utility>
+#include <vector>
+
+using scaltra::Index;
+using scaltra::NonFinitePolicy;
+using scaltra::Vec;
+
+namespace {
+
+// Each optimizer configuration under test: how to build it (with a tuned learning
+// rate for the convergence checks) and which settings must be rejected.
+template <class S>
+struct SgdCase {
+    using Opt = scaltra::Sgd<S>;
+    static Opt make(Index n, NonFinitePolicy p = NonFinitePolicy::raise) {
+        return Opt(n, {.lr = 0.2, .momentum = 0.5, .nesterov = true, .on_non_finite = p});
+    }
+    static std::vector<std::pair<std::string, std::function<void()>>> bad() {
+        return {{"lr", [] { Opt(2, {.lr = -1}); }},
+                {"momentum", [] { Opt(2, {.momentum = -0.1}); }},
+                {"dampening", [] { Opt(2, {.dampening = 2}); }},
+                {"weight_decay", [] { Opt(2, {.weight_decay = -1}); }},
+                {"nesterov", [] { Opt(2, {.momentum = 0, .nesterov = true}); }},
+                {"nesterov", [] { Opt(2, {.momentum = 0.9, .dampening = 0.1, .nesterov = true}); }}};
+    }
+};
+
+template <class S>
+struct AdamCase {
+    using Opt = scaltra::Adam<S>;
+    static Opt make(Index n, NonFinitePolicy p = NonFinitePolicy::raise) {
+        return Opt(n, {.lr = 0.05, .amsgrad = true, .on_non_finite = p});
+    }
+    static std::vector<std::pair<std::string, std::function<void()>>> bad() {
+        return {{"lr", [] { Opt(2, {.lr = -0.1}); }},
+                {"beta1", [] { Opt(2, {.beta1 = 1}); }},
+                {"beta2", [] { Opt(2, {.beta2 = -0.5}); }},
+                {"eps", [] { Opt(2, {.eps = -1e-8}); }},
+                {"weight_decay", [] { Opt(2, {.weight_decay = -1}); }}};
+    }
+};
+
+template <class S>
+struct AdamWCase {
+    using Opt = scaltra::AdamW<S>;
+    static Opt make(Index n, NonFinitePolicy p = NonFinitePolicy::raise) {
+        return Opt(n, {.lr = scaltra::schedule::cosine(0.05, 3000), .weight_decay = 1e-3,
+                       .on_non_finite = p});
+    }
+    static std::vector<std::pair<std::string, std::function<void()>>> bad() {
+        return {{"beta1", [] { Opt(2, {.beta1 = S(NAN)}); }},
+                {"weight_decay", [] { Opt(2, {.weight_decay = -1}); }}};
+    }
+};
+
+template <class S>
+struct RmsPropCase {
+    using Opt = scaltra::RmsProp<S>;
+    static Opt make(Index n, NonFinitePolicy p = NonFinitePolicy::raise) {
+        return Opt(n, {.lr = scaltra::schedule::exponential(0.01, 0.999), .momentum = 0.5,
+                       .centered = true, .on_non_finite = p});
+    }
+    static std::vector<std::pair<std::string, std::function<void()>>> bad() {
+        return {{"lr", [] { Opt(2, {.lr = -1}); }},
+                {"alpha", [] { Opt(2, {.alpha = 1.5}); }},
+                {"eps", [] { Opt(2, {.eps = -1}); }},
+                {"weight_decay", [] { Opt(2, {.weight_decay = -1}); }},
+                {"momentum", [] { Opt(2, {.momentum = -1}); }}};
+    }
+};
+
+template <class S>
+struct AdaGradCase {
+    using Opt = scaltra::AdaGrad<S>;
+    static Opt make(Index n, NonFinitePolicy p = NonFinitePolicy::raise) {
+        return Opt(n, {.lr = scaltra::schedule::linear_warmup(10, 0.5), .on_non_finite = p});
+    }
+    static std::vector<std::pair<std::string, std::function<void()>>> bad() {
+        return {{"lr", [] { Opt(2, {.lr = -1}); }},
+                {"lr_decay", [] { Opt(2, {.lr_decay = -1}); }},
+                {"weight_decay", [] { Opt(2, {.weight_decay = -1}); }},
+                {"initial_accumulator_value", [] { Opt(2, {.initial_accumulator_value = -1}); }},
+                {"eps", [] { Opt(2, {.eps = -1}); }}};
+    }
+};
+
+using AllCases = std::tuple<SgdCase<float>, SgdCase<double>, AdamCase<float>, AdamCase<double>,
+                            AdamWCase<float>, AdamWCase<double>, RmsPropCase<float>,
+                            RmsPropCase<double>, AdaGradCase<float>, AdaGradCase<double>>;
+
+template <class State>
+std::vector<std::pair<Index, Index>> shapes(const State& state) {
+    std::vector<std::pair<Index, Index>> out;
+    scaltra::for_each_field(state, [&](std::string_view, const auto& field) {
+        if constexpr (requires { field.rows(); })
+            out.emplace_back(field.rows(), field.cols());
+        else
+            out.emplace_back(1, 1);
+    });
+    return out;
+}
+
+template <class S>
+bool bitwise_equal(const Vec<S>& a, const Vec<S>& b) {
+    return a.size() == b.size() && std::memcmp(a.data(), b.data(), sizeof(S) * a.size()) == 0;
+}
+
+}  // namespace
+
+TEMPLATE_LIST_TEST_CASE("optimizer conformance", "[optim][conformance]", AllCases) {
+    using Opt = typename TestType::Opt;
+    using S = typename Opt::Scalar;
+    static_assert(scaltra::Optimizer<Opt>);
+    constexpr Index n = 20;
+    const scaltra::problems::IllConditionedQuadratic<S> quadratic(n, 100.0, 7);
+    scaltra::Rng rng(42);
+    const Vec<S> x0 = rng.normal_vector<S>(n);
+
+    SECTION("has a name") { CHECK_FALSE(TestType::make(n).name().empty()); }
+
+    SECTION("state shapes are stable across steps and reset restores the initial state") {
+        auto opt = TestType::make(n);
+        const auto initial = opt.state();
+        Vec<S> x = x0;
+        for (int t = 0; t < 5; ++t) {
+            opt.step(x, quadratic);
+            CHECK(shapes(opt.state()) == shapes(initial));
+        }
+        CHECK_FALSE(scaltra::bitwise_equal(opt.state(), initial));
+        opt.reset();
+        CHECK(scaltra::bitwise_equal(opt.state(), initial));
+    }
+
+    SECTION("save then load continues bit-identically") {
+        auto a = TestType::make(n);
+        Vec<S> xa = x0;
+        for (int t = 0; t < 7; ++t) a.step(xa, quadratic);
+        std::stringstream saved;
+        a.save(saved);
+
+        auto b = TestType::make(n);
+        b.load(saved);
+        CHECK(scaltra::bitwise_equal(a.state(), b.state()));
+        Vec<S> xb = xa;
+        for (int t = 0; t < 7; ++t) {
+            CHECK(a.step(xa, quadratic) == b.step(xb, quadratic));
+        }
+        CHECK(bitwise_equal(xa, xb));
+        CHECK(scaltra::bitwise_equal(a.state(), b.state()));
+    }
+
+    SECTION("loading a corrupt or mismatched state throws and changes nothing") {
+        auto a = TestType::make(n);
+        Vec<S> x = x0;
+        for (int t = 0; t < 3; ++t) a.step(x, quadratic);
+        std::stringstream saved;
+        a.save(saved);
+        const std::string bytes = saved.str();
+
+        auto b = TestType::make(n);
+        Vec<S> xb = x0;
+        b.step(xb, quadratic);
+        const auto before = b.state();
+        auto expect_rejected = [&](const std::string& data) {
+            std::istringstream in(data);
+            CHECK_THROWS_AS(b.load(in), scaltra::CorruptState);
+            CHECK(scaltra::bitwise_equal(b.state(), before));
+        };
+        expect_rejected(bytes.substr(0, bytes.size() - 3));  // truncated
+        expect_rejected("not a state at all");
+        std::string bad_version = bytes;
+        bad_version[8] = 99;
+        expect_rejected(bad_version);
+
+        auto other_size = TestType::make(n + 1);
+        std::stringstream wrong_shape;
+        other_size.save(wrong_shape);
+        expect_rejected(wrong_shape.str());
+        try {
+            std::istringstream in(wrong_shape.str());
+            b.load(in);
+        } catch (const scaltra::CorruptState& e) {
+            CHECK_THAT(e.what(), Catch::Contains("shape"));
+        }
+    }
+
+    SECTION("same seed, same trajectory") {
+        auto run = [&](std::uint64_t seed) {
+            scaltra::Rng r(seed);
+            Vec<S> x = r.normal_vector<S>(n);
+            auto opt = TestType::make(n);
+            for (int t = 0; t < 50; ++t) opt.step(x, quadratic);
+            return x;
+        };
+        CHECK(bitwise_equal(run(3), run(3)));
+        CHECK_FALSE(bitwise_equal(run(3), run(4)));
+    }
+
+    SECTION("converges on the sphere and on an ill-conditioned quadratic") {
+        const scaltra::problems::Sphere<S> sphere(n);
+        auto opt = TestType::make(n);
+        Vec<S> x = sphere.initial_point();
+        Vec<S> g(n);
+        const S start = sphere(x, g);
+        for (int t = 0; t < 3000; ++t) opt.step(x, sphere);
+        CHECK(sphere(x, g) < S(1e-4) * start);
+
+        auto opt2 = TestType::make(n);
+        Vec<S> y = quadratic.initial_point();
+        const S start2 = quadratic(y, g);
+        for (int t = 0; t < 3000; ++t) opt2.step(y, quadratic);
+        CHECK(quadratic(y, g) < S(1e-2) * start2);
+    }
+
+    SECTION("bad hyperparameters throw InvalidArgument naming the field") {
+        for (const auto& [field, construct] : TestType::bad()) {
+            INFO(field);
+            try {
+                construct();
+                FAIL("no exception for a bad " << field);
+            } catch (const scaltra::InvalidArgument& e) {
+                CHECK_THAT(e.what(), Catch::Contains(field));
+            }
+        }
+        CHECK_THROWS_AS(Opt(0), scaltra::InvalidArgument);
+    }
+
+    SECTION("x or a gradient of the wrong size throws and leaves x and the state untouched") {
+        auto opt = TestType::make(n);
+        Vec<S> x = x0;
+        opt.step(x, quadratic);
+        const auto before = opt.state();
+
+        Vec<S> longer = Vec<S>::Ones(n + 1);
+        const Vec<S> longer_copy = longer;
+        CHECK_THROWS_AS(opt.step(longer, quadratic), scaltra::DimensionMismatch);
+        CHECK(bitwise_equal(longer, longer_copy));
+        CHECK(scaltra::bitwise_equal(opt.state(), before));
+
+        const Vec<S> x_copy = x;
+        const Vec<S> short_gradient = Vec<S>::Ones(n - 1);
+        CHECK_THROWS_AS(opt.update(x, short_gradient), scaltra::DimensionMismatch);
+        CHECK(bitwise_equal(x, x_copy));
+        CHECK(scaltra::bitwise_equal(opt.state(), before));
+    }
+
+    SECTION("a non-finite loss or gradient raises, or skips by policy, leaving all untouched") {
+        auto nan_loss = [&](const Eigen::Ref<const Vec<S>>& at, Eigen::Ref<Vec<S>> g) {
+            quadratic(at, g);
+            return S(NAN);
+        };
+        auto inf_gradient = [&](const Eigen::Ref<const Vec<S>>& at, Eigen::Ref<Vec<S>> g) {
+            const S loss = quadratic(at, g);
+            g[n / 2] = std::numeric_limits<S>::infinity();
+            return loss;
+        };
+        for (auto policy : {NonFinitePolicy::raise, NonFinitePolicy::skip}) {
+            auto opt = TestType::make(n, policy);
+            Vec<S> x = x0;
+            opt.step(x, quadratic);
+            const auto before = opt.state();
+            const Vec<S> x_copy = x;
+            Vec<S> nan_gradient = Vec<S>::Zero(n);
+            nan_gradient[0] = S(NAN);
+            if (policy == NonFinitePolicy::raise) {
+                CHECK_THROWS_AS(opt.step(x, nan_loss), scaltra::NonFinite);
+                CHECK_THROWS_AS(opt.step(x, inf_gradient), scaltra::NonFinite);
+                CHECK_THROWS_AS(opt.update(x, nan_gradient), scaltra::NonFinite);
+            } else {
+                CHECK(std::isnan(opt.step(x, nan_loss)));
+                CHECK(std::isfinite(opt.step(x, inf_gradient)));
+                opt.update(x, nan_gradient);
+            }
+            CHECK(bitwise_equal(x, x_copy));
+            CHECK(scaltra::bitwise_equal(opt.state(), before));
+        }
+    }
+
+    SECTION("update on a block of meta-parameters equals step with the same gradient") {
+        auto a = TestType::make(n);
+        auto b = TestType::make(n);
+        Vec<S> xa = x0, g(n);
+        Vec<S> packed = Vec<S>::Zero(n + 10);  // the block lives inside a larger vector
+        packed.segment(4, n) = x0;
+        for (int t = 0; t < 5; ++t) {
+            a.step(xa, quadratic);
+            quadratic(packed.segment(4, n), g);
+            b.update(packed.segment(4, n), g);
+        }
+        CHECK(bitwise_equal(xa, Vec<S>(packed.segment(4, n))));
+        CHECK(packed.head(4).isZero());
+        CHECK(packed.tail(6).isZero());
+    }
+}

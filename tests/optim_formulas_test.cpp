@@ -1,0 +1,126 @@
+// Three steps of every classic optimizer on f(x) = ½ Σ hᵢxᵢ², h = (1, 3, 0.5),
+// from x₀ = (1, −2, 0.5), against values computed apart from this code by
+// tests/reference/torch_optim_reference.py from the formulas torch.optim documents.
+#include <scaltra/optim.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <array>
+
+namespace {
+
+using Vec3 = Eigen::Vector3d;
+using Expected = std::array<std::array<double, 3>, 3>;
+
+template <class S>
+S tolerance() {
+    return std::is_same_v<S, float> ? S(2e-6) : S(1e-14);
+}
+
+template <class S, class Opt>
+void check_three_steps(Opt opt, const Expected& expected) {
+    const Vec3 h{1.0, 3.0, 0.5};
+    scaltra::Vec<S> x(3);
+    x << S(1), S(-2), S(0.5);
+    auto f = [&](const Eigen::Ref<const scaltra::Vec<S>>& at, Eigen::Ref<scaltra::Vec<S>> g) {
+        g = h.cast<S>().cwiseProduct(at);
+        return S(0.5) * at.dot(g);
+    };
+    for (std::size_t t = 0; t < 3; ++t) {
+        opt.step(x, f);
+        for (Eigen::Index i = 0; i < 3; ++i) {
+            INFO("step " << t + 1 << ", element " << i);
+            const double want = expected[t][static_cast<std::size_t>(i)];
+            CHECK(static_cast<double>(x[i]) ==
+                  Approx(want).epsilon(tolerance<S>()).margin(tolerance<S>()));
+        }
+    }
+}
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("SGD matches torch.optim.SGD's formulas", "[optim][formula]", float, double) {
+    using S = TestType;
+    SECTION("plain") {
+        check_three_steps<S>(scaltra::Sgd<S>(3, {.lr = 0.1}),
+                             {{{0.9, -1.4, 0.475},
+                               {0.81, -0.98, 0.45125},
+                               {0.7290000000000001, -0.6859999999999999, 0.4286875}}});
+    }
+    SECTION("momentum, dampening, weight decay") {
+        check_three_steps<S>(
+            scaltra::Sgd<S>(3, {.lr = 0.1, .momentum = 0.9, .dampening = 0.1, .weight_decay = 0.01}),
+            {{{0.899, -1.3980000000000001, 0.4745},
+              {0.7263809, -0.47748180000000007, 0.42977044999999997},
+              {0.50499568619, 0.48033439962, 0.36978739134499994}}});
+    }
+    SECTION("Nesterov, weight decay") {
+        check_three_steps<S>(
+            scaltra::Sgd<S>(3, {.lr = 0.1, .momentum = 0.9, .weight_decay = 0.01, .nesterov = true}),
+            {{{0.8081, -0.8562000000000001, 0.45155},
+              {0.5712156100000001, 0.12108078, 0.387139805},
+              {0.3218596734410001, 0.6994428039180001, 0.3123829273955}}});
+    }
+}
+
+TEMPLATE_TEST_CASE("Adam and AdamW match torch.optim's formulas", "[optim][formula]", float,
+                   double) {
+    using S = TestType;
+    SECTION("Adam, defaults") {
+        check_three_steps<S>(scaltra::Adam<S>(3, {.lr = 0.1}),
+                             {{{0.900000001, -1.9000000001666666, 0.4000000039999998},
+                               {0.8004122297123382, -1.800166485947237, 0.3011874278735871},
+                               {0.701586274504415, -1.7006233917912488, 0.2048712620977537}}});
+    }
+    SECTION("Adam, AMSGrad and L2 weight decay") {
+        check_three_steps<S>(
+            scaltra::Adam<S>(3, {.lr = 0.5, .beta2 = 0.5, .weight_decay = 0.1, .amsgrad = true}),
+            {{{0.5000000045454545, -1.5000000008064516, 1.6666666102782557e-08},
+              {0.04877821338115512, -0.9840810188965073, -0.29007113598524387},
+              {-0.2706592075714785, -0.5159463171443676, -0.34617320589744033}}});
+    }
+    SECTION("AdamW, decoupled weight decay") {
+        check_three_steps<S>(scaltra::AdamW<S>(3, {.lr = 0.1, .weight_decay = 0.1}),
+                             {{{0.890000001, -1.8800000001666666, 0.3950000039999998},
+                               {0.7815718569541611, -1.7614089504165513, 0.29233871044930515},
+                               {0.6751012231892008, -1.6443686833067828, 0.19341561374621458}}});
+    }
+    SECTION("Adam, learning rate halved every two steps") {
+        check_three_steps<S>(scaltra::Adam<S>(3, {.lr = scaltra::schedule::step_decay(0.1, 2, 0.5)}),
+                             {{{0.900000001, -1.9000000001666666, 0.4000000039999998},
+                               {0.8004122297123382, -1.800166485947237, 0.3011874278735871},
+                               {0.7509992521083766, -1.7503949388692428, 0.2530293449856704}}});
+    }
+}
+
+TEMPLATE_TEST_CASE("RMSProp matches torch.optim.RMSprop's formulas", "[optim][formula]", float,
+                   double) {
+    using S = TestType;
+    SECTION("defaults") {
+        check_three_steps<S>(scaltra::RmsProp<S>(3, {.lr = 0.01}),
+                             {{{0.9000000099999991, -1.9000000016666667, 0.40000003999998407},
+                               {0.8329179752650593, -1.8309433278740568, 0.33733921982706455},
+                               {0.7799822819823541, -1.7753494441022075, 0.2904332745102445}}});
+    }
+    SECTION("centred, momentum, weight decay") {
+        check_three_steps<S>(
+            scaltra::RmsProp<S>(
+                3, {.lr = 0.01, .weight_decay = 0.1, .momentum = 0.9, .centered = true}),
+            {{{0.8994962276568145, -1.899496220103274, 0.3994962521441012},
+              {0.7413059906502579, -1.7392987493582337, 0.24580549498567375},
+              {0.5496501810751404, -1.5406780169349672, 0.07086761409335823}}});
+    }
+}
+
+TEMPLATE_TEST_CASE("AdaGrad matches torch.optim.Adagrad's formulas", "[optim][formula]", float,
+                   double) {
+    using S = TestType;
+    check_three_steps<S>(
+        scaltra::AdaGrad<S>(3, {.lr = 0.1,
+                                .lr_decay = 0.1,
+                                .weight_decay = 0.1,
+                                .initial_accumulator_value = 0.1}),
+        {{{0.9038925537756828, -1.9001298196071652, 0.43117527985462095},
+          {0.8442734483101754, -1.8375567470424596, 0.38477651781142175},
+          {0.8007446452486937, -1.7913811783574562, 0.3502352348159875}}});
+}

@@ -122,6 +122,7 @@ TEMPLATE_LIST_TEST_CASE("optimizer conformance", "[optim][conformance]", AllCase
     using Opt = typename TestType::Opt;
     using S = typename Opt::Scalar;
     static_assert(scaltra::Optimizer<Opt>);
+    static_assert(scaltra::GradientOptimizer<Opt>);
     constexpr Index n = 20;
     const scaltra::problems::IllConditionedQuadratic<S> quadratic(n, 100.0, 7);
     scaltra::Rng rng(42);
@@ -302,4 +303,18 @@ TEMPLATE_LIST_TEST_CASE("optimizer conformance", "[optim][conformance]", AllCase
         CHECK(packed.head(4).isZero());
         CHECK(packed.tail(6).isZero());
     }
+}
+
+TEST_CASE("objectives may be generic lambdas, functions or problem objects", "[optim]") {
+    auto generic = [](const auto& x, auto& grad) {
+        grad = 2 * x;
+        return x.squaredNorm();
+    };
+    static_assert(scaltra::Objective<decltype(generic), double>);
+    static_assert(scaltra::Objective<scaltra::problems::Sphere<float>, float>);
+    static_assert(!scaltra::Objective<scaltra::problems::Sphere<float>, double>);
+    scaltra::Sgd<double> opt(2, {.lr = 0.25});
+    Vec<double> x = Vec<double>::Ones(2);
+    CHECK(opt.step(x, generic) == 2.0);
+    CHECK(x.isApprox(Vec<double>::Constant(2, 0.5)));
 }

@@ -7,6 +7,9 @@
 // Optimizer<O>: `S opt.step(Eigen::Ref<Vec<S>> x, f)` updates x in place and returns
 // the loss seen at the incoming x; `reset()`, `name()`, `save(std::ostream&)`,
 // `load(std::istream&)`, and `state()`, a StateAggregate readable as data.
+//
+// GradientOptimizer<O>: an Optimizer that also takes a ready gradient,
+// `opt.update(x, g)`; what a learned optimizer needs of its meta-optimizer.
 #pragma once
 
 #include "state_io.hpp"
@@ -48,5 +51,12 @@ concept Optimizer = requires(O& opt, const O& copt, Eigen::Ref<Vec<typename O::S
     opt.load(in);
     requires StateAggregate<std::remove_cvref_t<decltype(copt.state())>>;
 };
+
+template <class O>
+concept GradientOptimizer =
+    Optimizer<O> && requires(O& opt, Eigen::Ref<Vec<typename O::Scalar>>& x,
+                             const Eigen::Ref<const Vec<typename O::Scalar>>& g) {
+        opt.update(x, g);
+    };
 
 }  // namespace scaltra

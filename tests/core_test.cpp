@@ -68,6 +68,7 @@ TEST_CASE("Layout lays named blocks out one after another", "[core][layout]") {
     const scaltra::Layout single = Index(7);
     CHECK(single.size() == 7);
     CHECK(single[0].name == "x");
+    CHECK_THROWS_AS(single[1], scaltra::InvalidArgument);
 }
 
 TEST_CASE("Rng is deterministic per seed and its draws have the right moments", "[core][rng]") {
@@ -95,6 +96,8 @@ TEST_CASE("Rng is deterministic per seed and its draws have the right moments", 
     for (int i = 0; i < 50000; ++i) ++counts[r.below(5)];
     for (int k : counts) CHECK(k == Approx(10000).margin(400));
 
+    CHECK_THROWS_AS(r.below(0), scaltra::InvalidArgument);
+
     const auto p = r.permutation(100);
     CHECK(std::set<Index>(p.begin(), p.end()).size() == 100);
     CHECK(*std::min_element(p.begin(), p.end()) == 0);
@@ -110,6 +113,7 @@ struct ToyState {
     static constexpr std::array field_names{"step", "scale", "m", "B"};
     auto fields() { return std::tie(step, scale, m, B); }
     auto fields() const { return std::tie(step, scale, m, B); }
+    void validate() const { scaltra::detail::require_state(scale > 0, "scale", "must be positive"); }
 };
 }  // namespace
 
@@ -148,6 +152,19 @@ TEST_CASE("the state format round-trips and rejects what does not fit", "[core][
         CHECK_THROWS_AS(scaltra::load_state<double>(truncated, "Toy", u), scaltra::CorruptState);
     }
     CHECK(scaltra::bitwise_equal(u, u2_before));
+
+    ToyState bad = s;  // the state's own validate() runs on load
+    bad.scale = -1;
+    std::stringstream bad_out;
+    scaltra::save_state<double>(bad_out, "Toy", bad);
+    CHECK_THROWS_WITH(scaltra::load_state<double>(bad_out, "Toy", u),
+                      Catch::Contains("'scale' must be positive"));
+    bad.scale = INFINITY;
+    std::stringstream inf_out;
+    scaltra::save_state<double>(inf_out, "Toy", bad);
+    CHECK_THROWS_WITH(scaltra::load_state<double>(inf_out, "Toy", u),
+                      Catch::Contains("'scale' is not finite"));
+    CHECK(scaltra::bitwise_equal(u, u2_before));
 }
 
 TEST_CASE("learning-rate schedules follow their formulas", "[core][schedule]") {
@@ -179,6 +196,8 @@ TEST_CASE("learning-rate schedules follow their formulas", "[core][schedule]") {
     CHECK_THROWS_WITH(exponential(-1, 0.5), Catch::Contains("lr"));
     CHECK_THROWS_WITH(cosine(0.1, 10, 0.2), Catch::Contains("lr_min"));
     CHECK_THROWS_WITH(linear_warmup(0, 0.1), Catch::Contains("warmup_steps"));
+    CHECK_THROWS_WITH(StepDecay(0.1, 0, 0.5), Catch::Contains("step_size"));  // the classes check too
+    CHECK_THROWS_WITH(Cosine(0.1, -1), Catch::Contains("total_steps"));
 
     const scaltra::LearningRate<float> constant = 0.5;
     CHECK(constant(1000) == 0.5f);
@@ -238,6 +257,10 @@ TEST_CASE("test problems: gradients match central differences, optima are statio
     Vec<double> g(3);
     CHECK_THROWS_AS(rb2(Vec<double>::Zero(3), g), scaltra::DimensionMismatch);
     CHECK_THROWS_AS(Rosenbrock<double>(1), scaltra::InvalidArgument);
+    CHECK_THROWS_WITH(Rosenbrock<double>(3, 2.0), Catch::Contains("needs a = 1"));
+    const Rosenbrock<double> shifted(2, 2.0, 10.0);
+    stationary(shifted, shifted.optimum());
+    CHECK(shifted.optimum() == Vec<double>{{2.0, 4.0}});
     CHECK_THROWS_AS(LogisticRegression<double>(scaltra::Mat<double>::Ones(2, 2),
                                                Vec<double>::Constant(2, 0.5), 0.1),
                     scaltra::InvalidArgument);

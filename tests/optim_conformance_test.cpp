@@ -7,6 +7,8 @@
 #include <catch2/catch.hpp>
 
 #include <functional>
+#include <limits>
+#include <stdexcept>
 #include <sstream>
 #include <string>
 #include <utility>
@@ -196,16 +198,82 @@ TEMPLATE_LIST_TEST_CASE("optimizer conformance", "[optim][conformance]", AllCase
         }
     }
 
-    SECTION("same seed, same trajectory") {
-        auto run = [&](std::uint64_t seed) {
-            scaltra::Rng r(seed);
-            Vec<S> x = r.normal_vector<S>(n);
+    SECTION("same seed, same trajectory, whatever else runs in between") {
+        // A stochastic objective: the quadratic's gradient plus seeded noise.
+        auto noisy = [&](scaltra::Rng& rng) {
+            return [&quadratic, &rng](const Eigen::Ref<const Vec<S>>& at, Eigen::Ref<Vec<S>> g) {
+                const S loss = quadratic(at, g);
+                for (Index i = 0; i < g.size(); ++i) g[i] += static_cast<S>(0.1 * rng.normal());
+                return loss;
+            };
+        };
+        auto run_alone = [&](std::uint64_t seed) {
+            scaltra::Rng rng(seed);
+            auto f = noisy(rng);
             auto opt = TestType::make(n);
-            for (int t = 0; t < 50; ++t) opt.step(x, quadratic);
+            Vec<S> x = x0;
+            for (int t = 0; t < 50; ++t) opt.step(x, f);
             return x;
         };
-        CHECK(bitwise_equal(run(3), run(3)));
-        CHECK_FALSE(bitwise_equal(run(3), run(4)));
+        // Two runs interleaved step by step, each with its own seed.
+        scaltra::Rng rng_a(3), rng_b(4);
+        auto fa = noisy(rng_a);
+        auto fb = noisy(rng_b);
+        auto a = TestType::make(n);
+        auto b = TestType::make(n);
+        Vec<S> xa = x0, xb = x0;
+        for (int t = 0; t < 50; ++t) {
+            a.step(xa, fa);
+            b.step(xb, fb);
+        }
+        CHECK(bitwise_equal(run_alone(3), xa));
+        CHECK(bitwise_equal(run_alone(4), xb));
+        CHECK_FALSE(bitwise_equal(xa, xb));
+    }
+
+    SECTION("an objective that throws leaves x and the state untouched") {
+        auto opt = TestType::make(n);
+        Vec<S> x = x0;
+        opt.step(x, quadratic);
+        const auto before = opt.state();
+        const Vec<S> x_copy = x;
+        auto throws = [](const Eigen::Ref<const Vec<S>>&, Eigen::Ref<Vec<S>> g) -> S {
+            g.setOnes();
+            throw std::runtime_error("data loader failed");
+        };
+        CHECK_THROWS_WITH(opt.step(x, throws), "data loader failed");
+        CHECK(bitwise_equal(x, x_copy));
+        CHECK(scaltra::bitwise_equal(opt.state(), before));
+    }
+
+    SECTION("a saved state with meaningless values is rejected") {
+        auto opt = TestType::make(n);
+        Vec<S> x = x0;
+        opt.step(x, quadratic);
+        const auto before = opt.state();
+        auto rejects = [&](const typename Opt::State& bad, const char* says) {
+            std::stringstream out;
+            scaltra::save_state<S>(out, opt.name(), bad);
+            CHECK_THROWS_WITH(opt.load(out), Catch::Contains(says));
+            CHECK(scaltra::bitwise_equal(opt.state(), before));
+        };
+        auto negative_step = before;
+        negative_step.step = -1;
+        rejects(negative_step, "step count");
+        auto huge_step = before;
+        huge_step.step = std::numeric_limits<std::int64_t>::max();
+        rejects(huge_step, "step count");
+        auto nan_field = before;
+        bool poisoned = false;
+        scaltra::for_each_field(nan_field, [&](std::string_view, auto& field) {
+            if constexpr (requires { field.size(); })
+                if (!poisoned && field.size() > 0) {
+                    field[0] = std::numeric_limits<S>::quiet_NaN();
+                    poisoned = true;
+                }
+        });
+        REQUIRE(poisoned);
+        rejects(nan_field, "non-finite");
     }
 
     SECTION("converges on the sphere and on an ill-conditioned quadratic") {

@@ -47,6 +47,12 @@ TEMPLATE_TEST_CASE("SGD matches torch.optim.SGD's formulas", "[optim][formula]",
                                {0.81, -0.98, 0.45125},
                                {0.7290000000000001, -0.6859999999999999, 0.4286875}}});
     }
+    SECTION("momentum") {
+        check_three_steps<S>(scaltra::Sgd<S>(3, {.lr = 0.1, .momentum = 0.9}),
+                             {{{0.9, -1.4, 0.475},
+                               {0.72, -0.43999999999999995, 0.42874999999999996},
+                               {0.486, 0.5560000000000002, 0.36568749999999994}}});
+    }
     SECTION("momentum, dampening, weight decay") {
         check_three_steps<S>(
             scaltra::Sgd<S>(3, {.lr = 0.1, .momentum = 0.9, .dampening = 0.1, .weight_decay = 0.01}),
@@ -85,6 +91,13 @@ TEMPLATE_TEST_CASE("Adam and AdamW match torch.optim's formulas", "[optim][formu
                                {0.7815718569541611, -1.7614089504165513, 0.29233871044930515},
                                {0.6751012231892008, -1.6443686833067828, 0.19341561374621458}}});
     }
+    SECTION("AdamW, AMSGrad") {
+        check_three_steps<S>(
+            scaltra::AdamW<S>(3, {.lr = 0.5, .beta2 = 0.5, .weight_decay = 0.1, .amsgrad = true}),
+            {{{0.45000000499999987, -1.400000000833333, -0.02499998000000081},
+              {-0.007606722158518431, -0.8143179505977576, -0.29770607012438066},
+              {-0.30191848175786096, -0.3227604229148441, -0.3242125907678126}}});
+    }
     SECTION("Adam, learning rate halved every two steps") {
         check_three_steps<S>(scaltra::Adam<S>(3, {.lr = scaltra::schedule::step_decay(0.1, 2, 0.5)}),
                              {{{0.900000001, -1.9000000001666666, 0.4000000039999998},
@@ -101,6 +114,18 @@ TEMPLATE_TEST_CASE("RMSProp matches torch.optim.RMSprop's formulas", "[optim][fo
                              {{{0.9000000099999991, -1.9000000016666667, 0.40000003999998407},
                                {0.8329179752650593, -1.8309433278740568, 0.33733921982706455},
                                {0.7799822819823541, -1.7753494441022075, 0.2904332745102445}}});
+    }
+    SECTION("momentum") {
+        check_three_steps<S>(scaltra::RmsProp<S>(3, {.lr = 0.01, .momentum = 0.9}),
+                             {{{0.9000000099999991, -1.9000000016666667, 0.40000003999998407},
+                               {0.7429179842650584, -1.7409433293740568, 0.24733925582705016},
+                               {0.552914953234408, -1.544129961896348, 0.07365742958225735}}});
+    }
+    SECTION("centred") {
+        check_three_steps<S>(scaltra::RmsProp<S>(3, {.lr = 0.01, .centered = true}),
+                             {{{0.8994962285750879, -1.8994962201575805, 0.399496258878103},
+                               {0.8317593871030315, -1.8297521513460855, 0.3362588774774378},
+                               {0.7780684196313441, -1.7733354129072625, 0.28876015624675233}}});
     }
     SECTION("centred, momentum, weight decay") {
         check_three_steps<S>(

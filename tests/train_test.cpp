@@ -9,6 +9,7 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <vector>
 
 using scaltra::Vec;
 using VecRef = Eigen::Ref<const Vec<double>>;
@@ -48,11 +49,35 @@ struct NoHooks {
     void on_stepp() {}
 };
 
+struct MutableProgress {  // on_step takes a non-const Progress: the driver cannot call it
+    template <class Opt>
+    void on_step(const Opt&, scaltra::Progress<double>&, const VecRef&) {}
+};
+
+struct RecordEpochs {
+    std::vector<double>* out;
+    template <class Opt>
+    void on_epoch_end(const Opt&, const scaltra::Progress<double>& p, const VecRef&) const {
+        out->push_back(p.epoch_loss);
+    }
+};
+
+using AdamD = scaltra::Adam<double>;
+
 }  // namespace
 
-static_assert(!scaltra::detail::HasAnyHook<NoHooks, scaltra::Adam<double>, double>,
-              "a callback without hooks is detected");
-static_assert(scaltra::detail::HasAnyHook<StopAt, scaltra::Adam<double>, double>);
+// What the drivers accept as a callback, as the compiler sees it.
+static_assert(scaltra::detail::valid_callback<StopAt, AdamD, double>);
+static_assert(scaltra::detail::valid_callback<CountHooks, AdamD, double>);
+static_assert(scaltra::detail::valid_callback<scaltra::PrintLoss, AdamD, double>);
+static_assert(scaltra::detail::valid_callback<const scaltra::TimeLimit, AdamD, double>);
+static_assert(!scaltra::detail::valid_callback<NoHooks, AdamD, double>, "no hook at all");
+static_assert(!scaltra::detail::valid_callback<const scaltra::PrintLoss, AdamD, double>,
+              "a const callback whose hook is not const");
+static_assert(!scaltra::detail::valid_callback<MutableProgress, AdamD, double>,
+              "a hook with a parameter the driver cannot pass");
+static_assert(!scaltra::detail::valid_callback<scaltra::KeepBest<float>, AdamD, double>,
+              "a callback for the other scalar");
 
 TEST_CASE("minimize converges to the known optimum and reports it", "[train]") {
     const auto problem = scaltra::problems::LogisticRegression<double>::synthetic(200, 5, 0.01, 3);
@@ -103,6 +128,56 @@ TEST_CASE("minimize stops at the iteration budget, on request, and on non-finite
     CHECK_THROWS_AS(scaltra::minimize(opt, rb, x, {.max_iterations = 0}), scaltra::InvalidArgument);
     CHECK_THROWS_AS(scaltra::minimize(opt, rb, x, {.steps_per_epoch = -1}),
                     scaltra::InvalidArgument);
+}
+
+TEST_CASE("convergence ends the run at the point whose gradient met the tolerance", "[train]") {
+    const scaltra::problems::Sphere<double> sphere(3);
+    Vec<double> x = Vec<double>::Constant(3, 1e-4);  // |∇f| ≈ 3.5e-4: converged already
+    const Vec<double> start = x;
+    AdamD opt(3, {.lr = 0.1});  // a step would move x by about lr, far from the optimum
+    const auto before = opt.state();
+    const auto r = scaltra::minimize(opt, sphere, x, {.gradient_tolerance = 1e-3});
+    CHECK(r.status == scaltra::Status::converged);
+    CHECK(r.iterations == 0);
+    CHECK(r.objective_calls == 1);
+    CHECK(x == start);
+    CHECK(scaltra::bitwise_equal(opt.state(), before));
+    CHECK(r.gradient_norm == Approx(2e-4 * std::sqrt(3.0)));
+}
+
+TEST_CASE("TimeLimit stops a run once its budget is spent", "[train]") {
+    const scaltra::problems::Sphere<double> sphere(3);
+    Vec<double> x = sphere.initial_point();
+    AdamD opt(3);
+    const auto r = scaltra::minimize(opt, sphere, x, scaltra::TimeLimit(1e-12));
+    CHECK(r.status == scaltra::Status::stopped_by_callback);
+    CHECK(r.iterations == 1);  // any step takes longer than a picosecond
+    CHECK_THROWS_AS(scaltra::TimeLimit(0), scaltra::InvalidArgument);
+}
+
+TEST_CASE("under the skip policy non-finite steps are skipped, counted, and kept out of the "
+          "epoch loss",
+          "[train]") {
+    const scaltra::problems::Sphere<double> sphere(2);
+    Vec<double> x = sphere.initial_point();
+    scaltra::Sgd<double> opt(2, {.lr = 0.25, .on_non_finite = scaltra::NonFinitePolicy::skip});
+    int calls = 0;
+    auto every_third_nan = [&](const VecRef& at, GradRef g) {
+        const double f = sphere(at, g);
+        return ++calls % 3 == 0 ? std::numeric_limits<double>::quiet_NaN() : f;
+    };
+    std::vector<double> epoch_losses;
+    const auto r = scaltra::minimize(opt, every_third_nan, x,
+                                     {.max_iterations = 6, .steps_per_epoch = 3},
+                                     RecordEpochs{&epoch_losses});
+    CHECK(r.status == scaltra::Status::max_iterations);
+    CHECK(r.iterations == 6);
+    CHECK(r.skipped_steps == 2);
+    // x ← x/2 on every taken step: losses 2, 0.5 (skip), 0.125, 0.03125 (skip).
+    REQUIRE(epoch_losses.size() == 2);
+    CHECK(epoch_losses[0] == Approx((2.0 + 0.5) / 2));
+    CHECK(epoch_losses[1] == Approx((0.125 + 0.03125) / 2));
+    CHECK(x.isApprox(Vec<double>::Constant(2, 1.0 / 16)));
 }
 
 TEST_CASE("EarlyStopAtMinLoss stops after `patience` epochs without improvement", "[train]") {

@@ -2,5 +2,6 @@
 #pragma once
 
 #include "train/callbacks.hpp"
+#include "train/hooks.hpp"
 #include "train/minimize.hpp"
 #include "train/progress.hpp"

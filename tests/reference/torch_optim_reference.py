@@ -64,13 +64,17 @@ def adagrad(lr, lr_decay=0, wd=0, init=0, eps=1e-10, steps=3):
 
 cases = {
  'sgd_plain': sgd(0.1),
+ 'sgd_momentum': sgd(0.1, momentum=0.9),
  'sgd_momentum_dampening_wd': sgd(0.1, momentum=0.9, dampening=0.1, wd=0.01),
  'sgd_nesterov_wd': sgd(0.1, momentum=0.9, wd=0.01, nesterov=True),
  'adam_default': adam(0.1),
  'adam_amsgrad_wd': adam(0.5, b2=0.5, wd=0.1, amsgrad=True),
  'adamw': adam(0.1, wd=0.1, decoupled=True),
+ 'adamw_amsgrad': adam(0.5, b2=0.5, wd=0.1, amsgrad=True, decoupled=True),
  'adam_step_decay': adam(0.1, lr_of=lambda t: 0.1 * 0.5**(t//2)),
  'rmsprop_default': rmsprop(0.01),
+ 'rmsprop_momentum': rmsprop(0.01, momentum=0.9),
+ 'rmsprop_centered': rmsprop(0.01, centered=True),
  'rmsprop_centered_momentum_wd': rmsprop(0.01, momentum=0.9, centered=True, wd=0.1),
  'adagrad_all': adagrad(0.1, lr_decay=0.1, wd=0.1, init=0.1),
 }

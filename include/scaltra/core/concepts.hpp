@@ -1,12 +1,14 @@
 // The two concepts every scaltra component speaks.
 //
 // Objective<F, S>: `S f(const Eigen::Ref<const Vec<S>>& x, Eigen::Ref<Vec<S>> grad)`
-// returns the loss at x and writes its gradient into grad (same size as x).
-// A minibatch objective closes over its batch.
+// returns the loss at x and writes its gradient into grad (same size as x; the
+// optimizers hand it over zeroed). A minibatch objective closes over its batch.
 //
 // Optimizer<O>: `S opt.step(Eigen::Ref<Vec<S>> x, f)` updates x in place and returns
 // the loss seen at the incoming x; `reset()`, `name()`, `save(std::ostream&)`,
-// `load(std::istream&)`, and `state()`, a StateAggregate readable as data.
+// `load(std::istream&)`, and `state()`, a StateAggregate readable as data. A step
+// that throws — bad input, a non-finite value, or an exception from f — leaves x
+// and the state as they were.
 //
 // GradientOptimizer<O>: an Optimizer that also takes a ready gradient,
 // `opt.update(x, g)`; what a learned optimizer needs of its meta-optimizer.

@@ -49,7 +49,12 @@ public:
     Index size() const { return size_; }
     std::size_t num_blocks() const { return blocks_.size(); }
     const std::vector<Block>& blocks() const { return blocks_; }
-    const Block& operator[](std::size_t i) const { return blocks_.at(i); }
+    const Block& operator[](std::size_t i) const {
+        if (i >= blocks_.size())
+            throw InvalidArgument(detail::concat("Block index ", i, " out of range: the layout has ",
+                                                 blocks_.size(), " blocks"));
+        return blocks_[i];
+    }
 
     /// The block called `name`, or nullptr.
     const Block* find(std::string_view name) const {
@@ -72,9 +77,10 @@ private:
 };
 
 /// Block `b` of a flat vector `x` (a Vec, Map or Ref), viewed as its rows×cols
-/// matrix without a copy; const when `x` is. Throws when `x` is too short.
+/// matrix without a copy; const when `x` is. Throws when `x` is too short. Takes
+/// lvalues only, so a view never outlives a temporary vector.
 template <class Flat>
-auto block_view(Flat&& x, const Block& b) {
+auto block_view(Flat& x, const Block& b) {
     using Pointer = decltype(x.data());
     using S = std::remove_const_t<std::remove_pointer_t<Pointer>>;
     using Matrix = std::conditional_t<std::is_const_v<std::remove_pointer_t<Pointer>>,

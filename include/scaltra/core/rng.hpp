@@ -4,6 +4,7 @@
 // seed gives the same numbers on every platform (std:: distributions do not).
 #pragma once
 
+#include "error.hpp"
 #include "types.hpp"
 
 #include <array>
@@ -63,6 +64,7 @@ public:
 
     /// Uniform integer in [0, n) without modulo bias (rejection of the short tail); n > 0.
     std::uint64_t below(std::uint64_t n) {
+        if (n == 0) throw InvalidArgument("Invalid n: Rng::below needs n > 0");
         const std::uint64_t threshold = (0 - n) % n;  // 2^64 mod n
         for (;;) {
             const std::uint64_t r = (*this)();

@@ -18,15 +18,19 @@
 //     kind 0: i64 integer; kind 1: one scalar; kind 2: i64 rows, i64 cols, rows*cols scalars
 //
 // where a string is a u32 length and its bytes. Loading checks every header
-// value, field name and shape against the live state and either replaces the
-// whole state or throws CorruptState and leaves it untouched.
+// value, field name and shape against the live state, that every value is
+// finite, and the state's own `validate()` when it has one (a step count in
+// range, second moments ≥ 0); then it either replaces the whole state or throws
+// CorruptState and leaves it untouched.
 #pragma once
 
 #include "error.hpp"
 #include "types.hpp"
+#include "validate.hpp"
 
 #include <array>
 #include <cstdint>
+#include <cmath>
 #include <cstring>
 #include <istream>
 #include <ostream>
@@ -134,6 +138,7 @@ template <class S>
 void read_field(std::istream& in, std::string_view name, S& v) {
     expect_kind(in, FieldKind::scalar, name);
     v = read_raw<S>(in, concat("field '", name, "'"));
+    if (!std::isfinite(v)) throw CorruptState(concat("Saved state field '", name, "' is not finite"));
 }
 
 template <class S, class Dense>
@@ -148,6 +153,19 @@ void read_field(std::istream& in, std::string_view name, Dense& m) {
     const auto bytes = static_cast<std::streamsize>(sizeof(S) * static_cast<std::size_t>(m.size()));
     if (bytes > 0 && !in.read(reinterpret_cast<char*>(m.data()), bytes))
         throw CorruptState(concat("Saved state is truncated in field '", name, "'"));
+    if (!all_finite(m))
+        throw CorruptState(concat("Saved state field '", name, "' holds non-finite values"));
+}
+
+/// Throws CorruptState "field '<field>' <what>" unless ok; for states' validate().
+inline void require_state(bool ok, std::string_view field, std::string_view what) {
+    if (!ok) throw CorruptState(concat("Saved state field '", field, "' ", what));
+}
+
+/// A step count that the optimizers can increment and use as an exponent.
+inline void require_step_count(std::int64_t step) {
+    require_state(step >= 0 && step <= (std::int64_t{1} << 53), "step",
+                  "must be a step count in [0, 2^53]");
 }
 
 template <class T>
@@ -227,6 +245,7 @@ void load_state(std::istream& in, std::string_view name, State& state) {
                                       " expects '", field, "'"));
         detail::read_field<S>(in, field, value);
     });
+    if constexpr (requires { loaded.validate(); }) loaded.validate();
     state = std::move(loaded);
 }
 

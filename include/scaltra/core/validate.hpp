@@ -4,6 +4,8 @@
 
 #include "error.hpp"
 
+#include <Eigen/Core>
+
 #include <cmath>
 #include <string_view>
 
@@ -41,6 +43,13 @@ template <class T>
 void require_at_least(std::string_view name, T v, T lo) {
     if (v >= lo && std::isfinite(static_cast<double>(v))) return;
     throw InvalidArgument(concat("Invalid ", name, ": must be in [", lo, ", inf), got ", v));
+}
+
+/// True when every element of v is finite: one vectorised pass (x − x is 0 for
+/// finite x and NaN for ±inf and NaN).
+template <class Dense>
+bool all_finite(const Eigen::MatrixBase<Dense>& v) {
+    return std::isfinite((v.array() - v.array()).sum());
 }
 
 /// Throws DimensionMismatch unless `actual == expected`.

@@ -41,36 +41,36 @@ struct AdaGradState {
     static constexpr std::array field_names{"step", "sum"};
     auto fields() { return std::tie(step, sum); }
     auto fields() const { return std::tie(step, sum); }
+
+    void validate() const {
+        detail::require_step_count(step);
+        detail::require_state((sum.array() >= S(0)).all(), "sum", "must be non-negative");
+    }
 };
 
 template <Real S>
-class AdaGrad : public OptimizerBase<AdaGrad<S>, S, AdaGradState<S>> {
-    using Base = OptimizerBase<AdaGrad<S>, S, AdaGradState<S>>;
+class AdaGrad : public OptimizerBase<AdaGrad<S>, S, AdaGradState<S>, AdaGradOptions<S>> {
+    using Base = OptimizerBase<AdaGrad<S>, S, AdaGradState<S>, AdaGradOptions<S>>;
     friend Base;
 
 public:
-    using Options = AdaGradOptions<S>;
+    using typename Base::Options;
     static constexpr std::string_view kName = "AdaGrad";
 
-    explicit AdaGrad(Layout layout, Options options = {})
-        : Base(std::move(layout)), options_(std::move(options)) {
-        options_.validate();
-        this->state_ = initial_state();
-    }
-
-    const Options& options() const { return options_; }
+    using Base::Base;
 
 private:
-    AdaGradState<S> initial_state() const {
-        return {0, Vec<S>::Constant(this->layout().size(), options_.initial_accumulator_value)};
+    static AdaGradState<S> initial_state(const Layout& layout, const Options& options) {
+        return {0, Vec<S>::Constant(layout.size(), options.initial_accumulator_value)};
     }
 
     void apply(Eigen::Ref<Vec<S>> x, const Eigen::Ref<const Vec<S>>& g) {
         auto& st = this->state_;
-        const S lr = options_.lr(st.step);
+        const Options& o = this->options();
+        const S lr = o.lr(st.step);
         ++st.step;
-        const S clr = lr / (S(1) + S(st.step - 1) * options_.lr_decay);
-        const S eps = options_.eps, wd = options_.weight_decay;
+        const S clr = lr / (S(1) + S(st.step - 1) * o.lr_decay);
+        const S eps = o.eps, wd = o.weight_decay;
         detail::for_each_chunk(x.size(), [&](Index i, Index len) {
             auto xs = x.segment(i, len).array();
             auto ss = st.sum.segment(i, len).array();
@@ -79,8 +79,6 @@ private:
             xs -= clr * gd / (ss.sqrt() + eps);
         });
     }
-
-    Options options_;
 };
 
 }  // namespace scaltra

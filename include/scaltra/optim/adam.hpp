@@ -51,39 +51,40 @@ struct AdamState {
     static constexpr std::array field_names{"step", "m", "v", "v_max"};
     auto fields() { return std::tie(step, m, v, v_max); }
     auto fields() const { return std::tie(step, m, v, v_max); }
+
+    void validate() const {
+        detail::require_step_count(step);
+        detail::require_state((v.array() >= S(0)).all(), "v", "must be non-negative");
+        detail::require_state((v_max.array() >= S(0)).all(), "v_max", "must be non-negative");
+    }
 };
 
 namespace detail {
 
 template <Real S, bool Decoupled>
-class AdamFamily : public OptimizerBase<AdamFamily<S, Decoupled>, S, AdamState<S>> {
-    using Base = OptimizerBase<AdamFamily<S, Decoupled>, S, AdamState<S>>;
+class AdamFamily : public OptimizerBase<AdamFamily<S, Decoupled>, S, AdamState<S>, AdamFamilyOptions<S, Decoupled>> {
+    using Base = OptimizerBase<AdamFamily<S, Decoupled>, S, AdamState<S>, AdamFamilyOptions<S, Decoupled>>;
     friend Base;
 
 public:
-    using Options = AdamFamilyOptions<S, Decoupled>;
+    using typename Base::Options;
     static constexpr std::string_view kName = Decoupled ? "AdamW" : "Adam";
 
-    explicit AdamFamily(Layout layout, Options options = {})
-        : Base(std::move(layout)), options_(std::move(options)) {
-        options_.validate();
-        this->state_ = initial_state();
-    }
-
-    const Options& options() const { return options_; }
+    using Base::Base;
 
 private:
-    AdamState<S> initial_state() const {
-        const Index n = this->layout().size();
-        return {0, Vec<S>::Zero(n), Vec<S>::Zero(n), Vec<S>::Zero(options_.amsgrad ? n : 0)};
+    static AdamState<S> initial_state(const Layout& layout, const Options& options) {
+        const Index n = layout.size();
+        return {0, Vec<S>::Zero(n), Vec<S>::Zero(n), Vec<S>::Zero(options.amsgrad ? n : 0)};
     }
 
     void apply(Eigen::Ref<Vec<S>> x, const Eigen::Ref<const Vec<S>>& g) {
         auto& st = this->state_;
-        const S lr = options_.lr(st.step);
+        const Options& o = this->options();
+        const S lr = o.lr(st.step);
         ++st.step;
-        const S b1 = options_.beta1, b2 = options_.beta2, eps = options_.eps;
-        const S wd = options_.weight_decay;
+        const S b1 = o.beta1, b2 = o.beta2, eps = o.eps;
+        const S wd = o.weight_decay;
         const S step_size = lr / (S(1) - std::pow(b1, S(st.step)));
         const S bc2_sqrt = std::sqrt(S(1) - std::pow(b2, S(st.step)));
         const S decay = S(1) - lr * wd;
@@ -101,7 +102,7 @@ private:
                 ms = b1 * ms + (S(1) - b1) * gs;
                 vs = b2 * vs + (S(1) - b2) * gs.square();
             }
-            if (options_.amsgrad) {
+            if (o.amsgrad) {
                 auto vmax = st.v_max.segment(i, len).array();
                 vmax = vmax.max(vs);
                 xs -= step_size * ms / (vmax.sqrt() / bc2_sqrt + eps);
@@ -110,8 +111,6 @@ private:
             }
         });
     }
-
-    Options options_;
 };
 
 }  // namespace detail

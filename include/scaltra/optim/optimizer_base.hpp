@@ -1,12 +1,18 @@
 // The shared step of every gradient-based optimizer (ensmallen's "policy" idea:
 // an optimizer is this loop plus its update rule).
 //
-// `step(x, f)` checks x's size, evaluates f into a preallocated gradient buffer,
-// checks the loss and gradient are finite and only then calls the derived
+// `step(x, f)` checks x's size, evaluates f into a preallocated (zeroed) gradient
+// buffer, checks the loss and gradient are finite and only then calls the derived
 // class's `apply(x, g)`; `update(x, g)` does the same for a gradient the caller
-// already has (how the learned optimizers drive their meta-optimizers). Bad input
-// throws before any state or x is touched. The state is allocated once, at
-// construction, so no step allocates.
+// already has (how the learned optimizers drive their meta-optimizers). Bad input,
+// or an objective that throws, leaves x and the state untouched. The state is
+// allocated once, at construction, so no step allocates.
+//
+// A derived optimizer supplies only
+//   static constexpr std::string_view kName;
+//   static State initial_state(const Layout&, const Options&);
+//   void apply(Eigen::Ref<Vec<S>> x, const Eigen::Ref<const Vec<S>>& g);  // the rule
+// and inherits the constructor `(Layout, Options = {})`, which validates the options.
 #pragma once
 
 #include "../core/concepts.hpp"
@@ -32,13 +38,6 @@ enum class NonFinitePolicy {
 
 namespace detail {
 
-/// True when every element of v is finite: one vectorised pass (x − x is 0 for
-/// finite x and NaN for ±inf and NaN).
-template <class Dense>
-bool all_finite(const Eigen::MatrixBase<Dense>& v) {
-    return std::isfinite((v.array() - v.array()).sum());
-}
-
 /// Calls f(offset, length) over [0, n) in L1-sized pieces, so that several Eigen
 /// expressions on the same piece cost one pass over memory.
 template <class F>
@@ -49,12 +48,23 @@ void for_each_chunk(Index n, F&& f) {
 
 }  // namespace detail
 
-template <class Derived, Real S, class StateT>
+template <class Derived, Real S, class StateT, class OptionsT>
     requires StateAggregate<StateT>
 class OptimizerBase {
 public:
     using Scalar = S;
     using State = StateT;
+    using Options = OptionsT;
+
+    /// Builds the optimizer for a parameter layout (or a size); throws
+    /// InvalidArgument naming the first option out of its range.
+    explicit OptimizerBase(Layout layout, Options options = {})
+        : layout_(std::move(layout)), options_(std::move(options)) {
+        if (layout_.size() == 0) throw InvalidArgument("Invalid layout: it has no elements");
+        options_.validate();
+        grad_ = Vec<S>::Zero(layout_.size());
+        state_ = Derived::initial_state(layout_, options_);
+    }
 
     /// Evaluates f at x, then moves x by the derived rule; returns the loss at the incoming x.
     template <class F>
@@ -62,10 +72,11 @@ public:
     S step(Eigen::Ref<Vec<S>> x, F&& f) {
         detail::require_size("x", x.size(), layout_.size());
         const Eigen::Ref<const Vec<S>> x_in(x);
+        grad_.setZero();  // objectives may accumulate into it, as after torch's zero_grad()
         Eigen::Ref<Vec<S>> grad(grad_);
         const auto loss = static_cast<S>(f(x_in, grad));
         if (!std::isfinite(loss) || !detail::all_finite(grad_)) {
-            if (policy() == NonFinitePolicy::skip) return loss;
+            if (options_.on_non_finite == NonFinitePolicy::skip) return loss;
             throw NonFinite(detail::concat(name(), ": the objective returned ",
                                            std::isfinite(loss) ? "a non-finite gradient"
                                                                : "a non-finite loss",
@@ -80,7 +91,7 @@ public:
         detail::require_size("x", x.size(), layout_.size());
         detail::require_size("gradient", g.size(), layout_.size());
         if (!detail::all_finite(g)) {
-            if (policy() == NonFinitePolicy::skip) return;
+            if (options_.on_non_finite == NonFinitePolicy::skip) return;
             throw NonFinite(detail::concat(name(), ": non-finite gradient; x and the optimizer "
                                                    "state are unchanged"));
         }
@@ -88,29 +99,24 @@ public:
     }
 
     /// Back to the state of a freshly constructed optimizer.
-    void reset() { state_ = derived().initial_state(); }
+    void reset() { state_ = Derived::initial_state(layout_, options_); }
 
     std::string_view name() const { return Derived::kName; }
     const State& state() const { return state_; }
+    const Options& options() const { return options_; }
     const Layout& layout() const { return layout_; }
 
     void save(std::ostream& out) const { save_state<S>(out, name(), state_); }
     void load(std::istream& in) { load_state<S>(in, name(), state_); }
 
 protected:
-    explicit OptimizerBase(Layout layout)
-        : layout_(std::move(layout)), grad_(Vec<S>::Zero(layout_.size())) {
-        if (layout_.size() == 0) throw InvalidArgument("Invalid layout: it has no elements");
-    }
-
     State state_;
 
 private:
     Derived& derived() { return static_cast<Derived&>(*this); }
-    const Derived& derived() const { return static_cast<const Derived&>(*this); }
-    NonFinitePolicy policy() const { return derived().options().on_non_finite; }
 
     Layout layout_;
+    Options options_;
     Vec<S> grad_;
 };
 

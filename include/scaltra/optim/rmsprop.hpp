@@ -48,38 +48,39 @@ struct RmsPropState {
     static constexpr std::array field_names{"step", "square_avg", "grad_avg", "momentum_buffer"};
     auto fields() { return std::tie(step, square_avg, grad_avg, momentum_buffer); }
     auto fields() const { return std::tie(step, square_avg, grad_avg, momentum_buffer); }
+
+    void validate() const {
+        detail::require_step_count(step);
+        detail::require_state((square_avg.array() >= S(0)).all(), "square_avg",
+                              "must be non-negative");
+    }
 };
 
 template <Real S>
-class RmsProp : public OptimizerBase<RmsProp<S>, S, RmsPropState<S>> {
-    using Base = OptimizerBase<RmsProp<S>, S, RmsPropState<S>>;
+class RmsProp : public OptimizerBase<RmsProp<S>, S, RmsPropState<S>, RmsPropOptions<S>> {
+    using Base = OptimizerBase<RmsProp<S>, S, RmsPropState<S>, RmsPropOptions<S>>;
     friend Base;
 
 public:
-    using Options = RmsPropOptions<S>;
+    using typename Base::Options;
     static constexpr std::string_view kName = "RMSProp";
 
-    explicit RmsProp(Layout layout, Options options = {})
-        : Base(std::move(layout)), options_(std::move(options)) {
-        options_.validate();
-        this->state_ = initial_state();
-    }
-
-    const Options& options() const { return options_; }
+    using Base::Base;
 
 private:
-    RmsPropState<S> initial_state() const {
-        const Index n = this->layout().size();
-        return {0, Vec<S>::Zero(n), Vec<S>::Zero(options_.centered ? n : 0),
-                Vec<S>::Zero(options_.momentum > S(0) ? n : 0)};
+    static RmsPropState<S> initial_state(const Layout& layout, const Options& options) {
+        const Index n = layout.size();
+        return {0, Vec<S>::Zero(n), Vec<S>::Zero(options.centered ? n : 0),
+                Vec<S>::Zero(options.momentum > S(0) ? n : 0)};
     }
 
     void apply(Eigen::Ref<Vec<S>> x, const Eigen::Ref<const Vec<S>>& g) {
         auto& st = this->state_;
-        const S lr = options_.lr(st.step);
+        const Options& o = this->options();
+        const S lr = o.lr(st.step);
         ++st.step;
-        const S a = options_.alpha, eps = options_.eps, wd = options_.weight_decay;
-        const S mu = options_.momentum;
+        const S a = o.alpha, eps = o.eps, wd = o.weight_decay;
+        const S mu = o.momentum;
         detail::for_each_chunk(x.size(), [&](Index i, Index len) {
             auto xs = x.segment(i, len).array();
             auto vs = st.square_avg.segment(i, len).array();
@@ -94,7 +95,7 @@ private:
                     xs -= lr * gd / denom;
                 }
             };
-            if (options_.centered) {
+            if (o.centered) {
                 auto ga = st.grad_avg.segment(i, len).array();
                 ga = a * ga + (S(1) - a) * gd;
                 step_of((vs - ga.square()).max(S(0)).sqrt() + eps);
@@ -103,8 +104,6 @@ private:
             }
         });
     }
-
-    Options options_;
 };
 
 }  // namespace scaltra

@@ -58,88 +58,110 @@ private:
 namespace schedule {
 
 /// lr · γ^⌊t / step_size⌋ (torch.optim.lr_scheduler.StepLR).
-struct StepDecay {
-    double lr, gamma;
-    std::int64_t step_size;
-    double operator()(std::int64_t t) const {
-        return lr * std::pow(gamma, static_cast<double>(t / step_size));
+class StepDecay {
+public:
+    StepDecay(double lr, std::int64_t step_size, double gamma)
+        : lr_(lr), gamma_(gamma), step_size_(step_size) {
+        detail::require_nonnegative("lr", lr_);
+        detail::require_positive("step_size", step_size_);
+        detail::require_positive("gamma", gamma_);
     }
+    double operator()(std::int64_t t) const {
+        return lr_ * std::pow(gamma_, static_cast<double>(t / step_size_));
+    }
+
+private:
+    double lr_, gamma_;
+    std::int64_t step_size_;
 };
 
 /// lr · γ^t (ExponentialLR).
-struct Exponential {
-    double lr, gamma;
-    double operator()(std::int64_t t) const { return lr * std::pow(gamma, static_cast<double>(t)); }
+class Exponential {
+public:
+    Exponential(double lr, double gamma) : lr_(lr), gamma_(gamma) {
+        detail::require_nonnegative("lr", lr_);
+        detail::require_positive("gamma", gamma_);
+    }
+    double operator()(std::int64_t t) const { return lr_ * std::pow(gamma_, static_cast<double>(t)); }
+
+private:
+    double lr_, gamma_;
 };
 
 /// lr_min + ½(lr − lr_min)(1 + cos(π t / total_steps)) for t ≤ total_steps, then
 /// lr_min (CosineAnnealingLR's closed form, held at its minimum instead of rising again).
-struct Cosine {
-    double lr, lr_min;
-    std::int64_t total_steps;
+class Cosine {
+public:
+    Cosine(double lr, std::int64_t total_steps, double lr_min = 0.0)
+        : lr_(lr), lr_min_(lr_min), total_steps_(total_steps) {
+        detail::require_nonnegative("lr", lr_);
+        detail::require_positive("total_steps", total_steps_);
+        detail::require_in("lr_min", lr_min_, 0.0, detail::Bound::closed, lr_, detail::Bound::closed);
+    }
     double operator()(std::int64_t t) const {
         const double progress =
-            static_cast<double>(std::min(t, total_steps)) / static_cast<double>(total_steps);
-        return lr_min + 0.5 * (lr - lr_min) * (1.0 + std::cos(std::numbers::pi * progress));
+            static_cast<double>(std::min(t, total_steps_)) / static_cast<double>(total_steps_);
+        return lr_min_ + 0.5 * (lr_ - lr_min_) * (1.0 + std::cos(std::numbers::pi * progress));
     }
+
+private:
+    double lr_, lr_min_;
+    std::int64_t total_steps_;
+};
+
+/// A fixed rate, as a schedule (for composing with linear_warmup).
+class Constant {
+public:
+    explicit Constant(double lr) : lr_(lr) { detail::require_nonnegative("lr", lr_); }
+    double operator()(std::int64_t) const { return lr_; }
+
+private:
+    double lr_;
 };
 
 /// inner(t) scaled by a factor rising linearly from start_factor at t = 0 to 1 at
 /// t = warmup_steps (LinearLR with end_factor 1), then inner(t) unchanged.
 template <class Inner>
-struct LinearWarmup {
-    Inner inner;
-    std::int64_t warmup_steps;
-    double start_factor;
-    double operator()(std::int64_t t) const {
-        const double ramp = static_cast<double>(std::min(t, warmup_steps)) /
-                            static_cast<double>(warmup_steps);
-        return (start_factor + (1.0 - start_factor) * ramp) * static_cast<double>(inner(t));
+class LinearWarmup {
+public:
+    LinearWarmup(std::int64_t warmup_steps, Inner inner, double start_factor = 1.0 / 3.0)
+        : inner_(std::move(inner)), warmup_steps_(warmup_steps), start_factor_(start_factor) {
+        detail::require_positive("warmup_steps", warmup_steps_);
+        detail::require_in("start_factor", start_factor_, 0.0, detail::Bound::closed, 1.0,
+                           detail::Bound::closed);
     }
+    double operator()(std::int64_t t) const {
+        const double ramp = static_cast<double>(std::min(t, warmup_steps_)) /
+                            static_cast<double>(warmup_steps_);
+        return (start_factor_ + (1.0 - start_factor_) * ramp) * static_cast<double>(inner_(t));
+    }
+
+private:
+    Inner inner_;
+    std::int64_t warmup_steps_;
+    double start_factor_;
 };
 
-/// A fixed rate, as a schedule (for composing with linear_warmup).
-struct Constant {
-    double lr;
-    double operator()(std::int64_t) const { return lr; }
-};
-
-inline Constant constant(double lr) {
-    detail::require_nonnegative("lr", lr);
-    return {lr};
-}
+inline Constant constant(double lr) { return Constant(lr); }
 
 inline StepDecay step_decay(double lr, std::int64_t step_size, double gamma) {
-    detail::require_nonnegative("lr", lr);
-    detail::require_positive("step_size", step_size);
-    detail::require_positive("gamma", gamma);
-    return {lr, gamma, step_size};
+    return {lr, step_size, gamma};
 }
 
-inline Exponential exponential(double lr, double gamma) {
-    detail::require_nonnegative("lr", lr);
-    detail::require_positive("gamma", gamma);
-    return {lr, gamma};
-}
+inline Exponential exponential(double lr, double gamma) { return {lr, gamma}; }
 
 inline Cosine cosine(double lr, std::int64_t total_steps, double lr_min = 0.0) {
-    detail::require_nonnegative("lr", lr);
-    detail::require_positive("total_steps", total_steps);
-    detail::require_in("lr_min", lr_min, 0.0, detail::Bound::closed, lr, detail::Bound::closed);
-    return {lr, lr_min, total_steps};
+    return {lr, total_steps, lr_min};
 }
 
 /// Linear warm-up over `warmup_steps` in front of `inner`, a schedule or a number.
 template <class Inner>
 auto linear_warmup(std::int64_t warmup_steps, Inner inner, double start_factor = 1.0 / 3.0) {
-    detail::require_positive("warmup_steps", warmup_steps);
-    detail::require_in("start_factor", start_factor, 0.0, detail::Bound::closed, 1.0,
-                       detail::Bound::closed);
     if constexpr (std::is_arithmetic_v<Inner>) {
-        return LinearWarmup<Constant>{constant(static_cast<double>(inner)), warmup_steps,
-                                      start_factor};
+        return LinearWarmup<Constant>(warmup_steps, Constant(static_cast<double>(inner)),
+                                      start_factor);
     } else {
-        return LinearWarmup<Inner>{std::move(inner), warmup_steps, start_factor};
+        return LinearWarmup<Inner>(warmup_steps, std::move(inner), start_factor);
     }
 }
 

@@ -47,36 +47,33 @@ struct SgdState {
     static constexpr std::array field_names{"step", "momentum_buffer"};
     auto fields() { return std::tie(step, momentum_buffer); }
     auto fields() const { return std::tie(step, momentum_buffer); }
+
+    void validate() const { detail::require_step_count(step); }
 };
 
 template <Real S>
-class Sgd : public OptimizerBase<Sgd<S>, S, SgdState<S>> {
-    using Base = OptimizerBase<Sgd<S>, S, SgdState<S>>;
+class Sgd : public OptimizerBase<Sgd<S>, S, SgdState<S>, SgdOptions<S>> {
+    using Base = OptimizerBase<Sgd<S>, S, SgdState<S>, SgdOptions<S>>;
     friend Base;
 
 public:
-    using Options = SgdOptions<S>;
+    using typename Base::Options;
     static constexpr std::string_view kName = "SGD";
 
-    explicit Sgd(Layout layout, Options options = {})
-        : Base(std::move(layout)), options_(std::move(options)) {
-        options_.validate();
-        this->state_ = initial_state();
-    }
-
-    const Options& options() const { return options_; }
+    using Base::Base;
 
 private:
-    SgdState<S> initial_state() const {
-        return {0, Vec<S>::Zero(options_.momentum != S(0) ? this->layout().size() : 0)};
+    static SgdState<S> initial_state(const Layout& layout, const Options& options) {
+        return {0, Vec<S>::Zero(options.momentum != S(0) ? layout.size() : 0)};
     }
 
     void apply(Eigen::Ref<Vec<S>> x, const Eigen::Ref<const Vec<S>>& g) {
         auto& st = this->state_;
-        const S lr = options_.lr(st.step);
+        const Options& o = this->options();
+        const S lr = o.lr(st.step);
         ++st.step;
-        const S mu = options_.momentum, wd = options_.weight_decay;
-        const S damp = st.step == 1 ? S(0) : options_.dampening;  // b ← g on the first step
+        const S mu = o.momentum, wd = o.weight_decay;
+        const S damp = st.step == 1 ? S(0) : o.dampening;  // b ← g on the first step
         const S keep = st.step == 1 ? S(0) : mu;
         detail::for_each_chunk(x.size(), [&](Index i, Index len) {
             auto xs = x.segment(i, len).array();
@@ -87,14 +84,12 @@ private:
             }
             auto bs = st.momentum_buffer.segment(i, len).array();
             bs = keep * bs + (S(1) - damp) * gd;
-            if (options_.nesterov)
+            if (o.nesterov)
                 xs -= lr * (gd + mu * bs);
             else
                 xs -= lr * bs;
         });
     }
-
-    Options options_;
 };
 
 }  // namespace scaltra

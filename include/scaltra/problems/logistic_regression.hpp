@@ -80,14 +80,15 @@ private:
         Vec<double> w = Vec<double>::Zero(size()), g(size());
         for (int it = 0; it < 100; ++it) {
             value_and_gradient<double>(w, g);
-            if (g.norm() < 1e-13) break;
+            if (g.norm() < 1e-13) return w.template cast<S>();
             const Vec<double> p = 1.0 / (1.0 + (-(X * w).array()).exp());
             const Vec<double> d = p.array() * (1.0 - p.array());
             Mat<double> H = X.transpose() * d.asDiagonal() * X / static_cast<double>(X.rows());
             H.diagonal().array() += static_cast<double>(lambda_);
             w -= H.ldlt().solve(g);
         }
-        return w.template cast<S>();
+        throw Error(detail::concat("LogisticRegression: Newton's method did not reach the optimum "
+                                   "in 100 iterations (|g| = ", g.norm(), ")"));
     }
 
     Mat<S> X_;

@@ -1,5 +1,6 @@
 // The Rosenbrock function (Rosenbrock, 1960), 2-D and its n-D chained form:
-//   f(x) = Σ_{i<n−1} b(x_{i+1} − x_i²)² + (a − x_i)²,   minimum 0 at x = (a, a², …) = 1 for a = 1.
+//   f(x) = Σ_{i<n−1} b(x_{i+1} − x_i²)² + (a − x_i)²,
+// minimum 0 at (a, a²) in 2-D and at (1, …, 1) in n-D, which needs a = 1.
 #pragma once
 
 #include "../core/types.hpp"
@@ -15,6 +16,10 @@ struct Rosenbrock {
 
     explicit Rosenbrock(Index dimension = 2, S a_ = S(1), S b_ = S(100)) : n(dimension), a(a_), b(b_) {
         if (n < 2) throw InvalidArgument(detail::concat("Invalid n: must be at least 2, got ", n));
+        if (n > 2 && a != S(1))
+            throw InvalidArgument(detail::concat(
+                "Invalid a: the n-D Rosenbrock function (n > 2) needs a = 1, got ", a));
+        detail::require_positive("b", b);
     }
 
     S operator()(const Eigen::Ref<const Vec<S>>& x, Eigen::Ref<Vec<S>> grad) const {
@@ -39,12 +44,10 @@ struct Rosenbrock {
         return x;
     }
 
-    /// The minimiser (a, a², a, …) for the 2-D function; all ones for a = 1 in n-D.
+    /// The minimiser: (a, a²) in 2-D, all ones in n-D.
     Vec<S> optimum() const {
-        Vec<S> x(n);
-        x[0] = a;
-        for (Index i = 1; i < n; ++i) x[i] = x[i - 1] * x[i - 1];
-        return x;
+        if (n == 2) return Vec<S>{{a, a * a}};
+        return Vec<S>::Ones(n);
     }
 
     S optimal_value() const { return S(0); }

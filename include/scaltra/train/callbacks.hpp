@@ -1,5 +1,5 @@
 // Ready-made callbacks for minimize (and the training drivers built on it).
-// Each is a small class with one or two hooks; see minimize.hpp for the hooks.
+// Each is a small class with one or two hooks; see hooks.hpp for the hooks.
 #pragma once
 
 #include "../core/error.hpp"
@@ -20,7 +20,28 @@
 
 namespace scaltra {
 
-/// Prints "step N  loss L  |g| G" every `every` steps.
+namespace detail {
+/// Restores a stream's format flags and precision when it goes out of scope.
+class FormatGuard {
+public:
+    explicit FormatGuard(std::ostream& out)
+        : out_(out), flags_(out.flags()), precision_(out.precision()) {}
+    ~FormatGuard() {
+        out_.flags(flags_);
+        out_.precision(precision_);
+    }
+    FormatGuard(const FormatGuard&) = delete;
+    FormatGuard& operator=(const FormatGuard&) = delete;
+
+private:
+    std::ostream& out_;
+    std::ios_base::fmtflags flags_;
+    std::streamsize precision_;
+};
+}  // namespace detail
+
+/// Prints "step N  loss L  |g| G" every `every` steps (L and G as the step saw them,
+/// at the point it started from).
 class PrintLoss {
 public:
     explicit PrintLoss(std::ostream& out = std::cout, std::int64_t every = 1)
@@ -67,11 +88,12 @@ private:
         const int filled = static_cast<int>(fraction * width_);
         const double rate = seconds > 0 ? static_cast<double>(done) / seconds : 0;
         const double eta = rate > 0 ? static_cast<double>(total - done) / rate : 0;
+        const detail::FormatGuard keep_format(*out_);
         *out_ << '\r' << '[' << std::string(static_cast<std::size_t>(filled), '=')
               << std::string(static_cast<std::size_t>(width_ - filled), ' ') << "] " << std::setw(3)
               << static_cast<int>(100 * fraction) << "%  " << std::fixed << std::setprecision(1)
               << rate << " it/s  ETA " << static_cast<std::int64_t>(eta) << " s  loss "
-              << std::scientific << std::setprecision(4) << loss << std::defaultfloat << std::flush;
+              << std::scientific << std::setprecision(4) << loss << std::flush;
     }
 
     std::ostream* out_;
@@ -168,12 +190,13 @@ private:
 /// as CSV, to a file it opens (and truncates) or to a stream it is given.
 class CsvLogger {
 public:
-    explicit CsvLogger(const std::string& path, std::int64_t every = 1)
-        : file_(std::make_unique<std::ofstream>(path)), out_(file_.get()), every_(every) {
+    explicit CsvLogger(const std::string& path, std::int64_t every = 1) : every_(every) {
+        detail::require_positive("every", every_);  // before the file is truncated
+        file_ = std::make_unique<std::ofstream>(path);
         if (!*file_) throw Error(detail::concat("CsvLogger: cannot open '", path, "' for writing"));
-        detail::require_positive("every", every_);
+        out_ = file_.get();
     }
-    explicit CsvLogger(std::ostream& out, std::int64_t every = 1) : out_(&out), every_(every) {
+    explicit CsvLogger(std::ostream& out, std::int64_t every = 1) : every_(every), out_(&out) {
         detail::require_positive("every", every_);
     }
 
@@ -185,6 +208,7 @@ public:
     template <class Opt, class S>
     void on_step(const Opt&, const Progress<S>& p, const Eigen::Ref<const Vec<S>>&) {
         if (p.iteration % every_ != 0) return;
+        const detail::FormatGuard keep_format(*out_);
         *out_ << p.iteration << ',' << std::setprecision(std::numeric_limits<S>::max_digits10)
               << p.loss << ',' << p.gradient_norm << ',' << std::setprecision(6)
               << p.elapsed_seconds << '\n';
@@ -196,9 +220,9 @@ public:
     }
 
 private:
-    std::unique_ptr<std::ofstream> file_;
-    std::ostream* out_;
     std::int64_t every_;
+    std::unique_ptr<std::ofstream> file_;
+    std::ostream* out_ = nullptr;
 };
 
 }  // namespace scaltra

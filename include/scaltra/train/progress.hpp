@@ -33,9 +33,10 @@ struct Progress {
     std::int64_t max_iterations = 0;
     std::int64_t epoch = 0;            ///< epochs completed
     std::int64_t objective_calls = 0;
-    S loss = S(0);                     ///< the latest loss evaluated
+    std::int64_t skipped_steps = 0;    ///< steps skipped on a non-finite value (NonFinitePolicy::skip)
+    S loss = S(0);                     ///< the latest loss evaluated (in on_step: the loss the step saw)
     S gradient_norm = S(0);            ///< ‖∇f‖ at the point of that loss (before any clipping)
-    S epoch_loss = S(0);               ///< mean step loss over the last completed epoch
+    S epoch_loss = S(0);               ///< mean of the finite step losses of the last epoch (NaN if none)
     double elapsed_seconds = 0;
 };
 
@@ -46,6 +47,7 @@ struct MinimizeResult {
     S gradient_norm;      ///< at the final x
     std::int64_t iterations;
     std::int64_t objective_calls;
+    std::int64_t skipped_steps;
     Status status;
     double elapsed_seconds;
 };

@@ -55,8 +55,12 @@ void BM_Sgd(benchmark::State& state) {
 void BM_SgdMomentum(benchmark::State& state) {
     run_steps(state, scaltra::Sgd<S>(state.range(0), {.lr = 1e-3, .momentum = 0.9}), 5);
 }
-void BM_Adam(benchmark::State& state) { run_steps(state, scaltra::Adam<S>(state.range(0)), 7); }
-void BM_AdamW(benchmark::State& state) { run_steps(state, scaltra::AdamW<S>(state.range(0)), 7); }
+void BM_Adam(benchmark::State& state) {
+    run_steps(state, scaltra::Adam<S>(state.range(0)), 7);
+}
+void BM_AdamW(benchmark::State& state) {
+    run_steps(state, scaltra::AdamW<S>(state.range(0)), 7);
+}
 void BM_RmsProp(benchmark::State& state) {
     run_steps(state, scaltra::RmsProp<S>(state.range(0)), 5);
 }

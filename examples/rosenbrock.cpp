@@ -5,14 +5,14 @@
 // fastest to reach the tolerance on the 2-D function from (−1.2, 1) (or, where
 // none reaches it in 20000 steps, the lowest final loss). AdamW keeps its default
 // weight decay, so it minimises a regularised function and stops short of x*.
-#include <scaltra/scaltra.hpp>
-
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <string>
 #include <vector>
+
+#include <scaltra/scaltra.hpp>
 
 namespace {
 
@@ -63,9 +63,8 @@ int main(int argc, char** argv) {
         const scaltra::Layout n = problem.n;
         std::vector<Row> rows;
         rows.push_back(run("SGD", scaltra::Sgd<S>(n, {.lr = 1e-3}), problem, iterations));
-        rows.push_back(run("SGD momentum 0.9",
-                           scaltra::Sgd<S>(n, {.lr = 3e-3, .momentum = 0.9}), problem,
-                           iterations));
+        rows.push_back(run("SGD momentum 0.9", scaltra::Sgd<S>(n, {.lr = 3e-3, .momentum = 0.9}),
+                           problem, iterations));
         rows.push_back(run("SGD Nesterov 0.9",
                            scaltra::Sgd<S>(n, {.lr = 1e-3, .momentum = 0.9, .nesterov = true}),
                            problem, iterations));
@@ -80,9 +79,10 @@ int main(int argc, char** argv) {
                            problem, iterations));
         rows.push_back(run("AdaGrad", scaltra::AdaGrad<S>(n, {.lr = 1.0}), problem, iterations));
 
-        std::printf("Rosenbrock, n = %ld, from (-1.2, 1, ...), gradient tolerance 1e-6, at most "
-                    "%ld iterations\n\n",
-                    dim, iterations);
+        std::printf(
+            "Rosenbrock, n = %ld, from (-1.2, 1, ...), gradient tolerance 1e-6, at most "
+            "%ld iterations\n\n",
+            dim, iterations);
         std::printf("%-26s %10s %13s %13s %10s  %s\n", "optimizer", "iterations", "final loss",
                     "|x - x*|", "time [ms]", "status");
         for (const auto& r : rows)

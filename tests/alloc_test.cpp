@@ -39,14 +39,19 @@ constexpr bool counts_operator_new = true;
 
 void* operator new(std::size_t size) {
     ++allocations;
-    if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
+    if (void* p = std::malloc(size == 0 ? 1 : size))
+        return p;
     throw std::bad_alloc();
 }
 // The replacement pair is malloc/free, which GCC cannot see through.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+void operator delete(void* p) noexcept {
+    std::free(p);
+}
+void operator delete(void* p, std::size_t) noexcept {
+    std::free(p);
+}
 #pragma GCC diagnostic pop
 #endif
 
@@ -70,8 +75,7 @@ long allocations_per_steps(Opt& opt, int steps) {
 }
 }  // namespace
 
-TEMPLATE_TEST_CASE("no heap allocation per step after the first", "[optim][alloc]", float,
-                   double) {
+TEMPLATE_TEST_CASE("no heap allocation per step after the first", "[optim][alloc]", float, double) {
     using S = TestType;
     // The counters do count: an Eigen vector, and a std container.
     const long sanity = allocations.load();

@@ -1,17 +1,17 @@
 // core/: errors and validation, Layout, Rng, the state format, schedules, and
 // the test problems' gradients against central differences.
-#include <scaltra/core.hpp>
-#include <scaltra/optim/schedule.hpp>
-#include <scaltra/problems.hpp>
-
-#include <catch2/catch.hpp>
-
 #include <array>
 #include <cmath>
 #include <numeric>
 #include <set>
 #include <sstream>
 #include <tuple>
+
+#include <scaltra/core.hpp>
+#include <scaltra/optim/schedule.hpp>
+#include <scaltra/problems.hpp>
+
+#include <catch2/catch.hpp>
 
 using scaltra::Index;
 using scaltra::Vec;
@@ -30,13 +30,14 @@ TEST_CASE("range checks name the field, its range and the value", "[core][error]
     CHECK_THROWS_WITH(
         scaltra::detail::require_in("beta1", 1.0, 0.0, Bound::closed, 1.0, Bound::open),
         "Invalid beta1: must be in [0, 1), got 1");
-    CHECK_THROWS_AS(scaltra::detail::require_in("a", std::nan(""), 0.0, Bound::closed, 1.0, Bound::closed),
-                    scaltra::InvalidArgument);
+    CHECK_THROWS_AS(
+        scaltra::detail::require_in("a", std::nan(""), 0.0, Bound::closed, 1.0, Bound::closed),
+        scaltra::InvalidArgument);
     CHECK_THROWS_WITH(scaltra::detail::require_positive("lr", 0.0),
                       "Invalid lr: must be in (0, inf), got 0");
-    CHECK_THROWS_AS(scaltra::detail::require_nonnegative("eps", INFINITY), scaltra::InvalidArgument);
-    CHECK_THROWS_WITH(scaltra::detail::require_size("x", 3, 4),
-                      "x has 3 elements, expected 4");
+    CHECK_THROWS_AS(scaltra::detail::require_nonnegative("eps", INFINITY),
+                    scaltra::InvalidArgument);
+    CHECK_THROWS_WITH(scaltra::detail::require_size("x", 3, 4), "x has 3 elements, expected 4");
 }
 
 TEST_CASE("Layout lays named blocks out one after another", "[core][layout]") {
@@ -73,7 +74,8 @@ TEST_CASE("Layout lays named blocks out one after another", "[core][layout]") {
 
 TEST_CASE("Rng is deterministic per seed and its draws have the right moments", "[core][rng]") {
     scaltra::Rng a(1), b(1), c(2);
-    for (int i = 0; i < 10; ++i) CHECK(a() == b());
+    for (int i = 0; i < 10; ++i)
+        CHECK(a() == b());
     CHECK(a() != c());
 
     scaltra::Rng r(123);
@@ -93,8 +95,10 @@ TEST_CASE("Rng is deterministic per seed and its draws have the right moments", 
     CHECK(u_sum / n == Approx(0.5).margin(0.005));
 
     std::array<int, 5> counts{};
-    for (int i = 0; i < 50000; ++i) ++counts[r.below(5)];
-    for (int k : counts) CHECK(k == Approx(10000).margin(400));
+    for (int i = 0; i < 50000; ++i)
+        ++counts[r.below(5)];
+    for (int k : counts)
+        CHECK(k == Approx(10000).margin(400));
 
     CHECK_THROWS_AS(r.below(0), scaltra::InvalidArgument);
 
@@ -113,7 +117,9 @@ struct ToyState {
     static constexpr std::array field_names{"step", "scale", "m", "B"};
     auto fields() { return std::tie(step, scale, m, B); }
     auto fields() const { return std::tie(step, scale, m, B); }
-    void validate() const { scaltra::detail::require_state(scale > 0, "scale", "must be positive"); }
+    void validate() const {
+        scaltra::detail::require_state(scale > 0, "scale", "must be positive");
+    }
 };
 }  // namespace
 
@@ -196,12 +202,15 @@ TEST_CASE("learning-rate schedules follow their formulas", "[core][schedule]") {
     CHECK_THROWS_WITH(exponential(-1, 0.5), Catch::Contains("lr"));
     CHECK_THROWS_WITH(cosine(0.1, 10, 0.2), Catch::Contains("lr_min"));
     CHECK_THROWS_WITH(linear_warmup(0, 0.1), Catch::Contains("warmup_steps"));
-    CHECK_THROWS_WITH(StepDecay(0.1, 0, 0.5), Catch::Contains("step_size"));  // the classes check too
+    CHECK_THROWS_WITH(StepDecay(0.1, 0, 0.5),
+                      Catch::Contains("step_size"));  // the classes check too
     CHECK_THROWS_WITH(Cosine(0.1, -1), Catch::Contains("total_steps"));
 
     const scaltra::LearningRate<float> constant = 0.5;
     CHECK(constant(1000) == 0.5f);
-    const scaltra::LearningRate<double> custom = [](std::int64_t t) { return 1.0 - 0.5 * t; };
+    const scaltra::LearningRate<double> custom = [](std::int64_t t) {
+        return 1.0 - 0.5 * t;
+    };
     CHECK(custom(1) == 0.5);
     CHECK_THROWS_WITH(custom(3), Catch::Contains("Invalid learning rate"));
 }

@@ -1,18 +1,18 @@
 // One conformance suite run over every optimizer, in float and double (the
 // torch.optim / optax practice): shapes stable, save/load continues bit-identically,
 // determinism, convergence, validation, and untouched state on bad input.
+#include <functional>
+#include <limits>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
 #include <scaltra/optim.hpp>
 #include <scaltra/problems.hpp>
 
 #include <catch2/catch.hpp>
-
-#include <functional>
-#include <limits>
-#include <stdexcept>
-#include <sstream>
-#include <string>
-#include <utility>
-#include <vector>
 
 using scaltra::Index;
 using scaltra::NonFinitePolicy;
@@ -29,12 +29,29 @@ struct SgdCase {
         return Opt(n, {.lr = 0.2, .momentum = 0.5, .nesterov = true, .on_non_finite = p});
     }
     static std::vector<std::pair<std::string, std::function<void()>>> bad() {
-        return {{"lr", [] { Opt(2, {.lr = -1}); }},
-                {"momentum", [] { Opt(2, {.momentum = -0.1}); }},
-                {"dampening", [] { Opt(2, {.dampening = 2}); }},
-                {"weight_decay", [] { Opt(2, {.weight_decay = -1}); }},
-                {"nesterov", [] { Opt(2, {.momentum = 0, .nesterov = true}); }},
-                {"nesterov", [] { Opt(2, {.momentum = 0.9, .dampening = 0.1, .nesterov = true}); }}};
+        return {{"lr",
+                 [] {
+                     Opt(2, {.lr = -1});
+                 }},
+                {"momentum",
+                 [] {
+                     Opt(2, {.momentum = -0.1});
+                 }},
+                {"dampening",
+                 [] {
+                     Opt(2, {.dampening = 2});
+                 }},
+                {"weight_decay",
+                 [] {
+                     Opt(2, {.weight_decay = -1});
+                 }},
+                {"nesterov",
+                 [] {
+                     Opt(2, {.momentum = 0, .nesterov = true});
+                 }},
+                {"nesterov", [] {
+                     Opt(2, {.momentum = 0.9, .dampening = 0.1, .nesterov = true});
+                 }}};
     }
 };
 
@@ -45,11 +62,25 @@ struct AdamCase {
         return Opt(n, {.lr = 0.05, .amsgrad = true, .on_non_finite = p});
     }
     static std::vector<std::pair<std::string, std::function<void()>>> bad() {
-        return {{"lr", [] { Opt(2, {.lr = -0.1}); }},
-                {"beta1", [] { Opt(2, {.beta1 = 1}); }},
-                {"beta2", [] { Opt(2, {.beta2 = -0.5}); }},
-                {"eps", [] { Opt(2, {.eps = -1e-8}); }},
-                {"weight_decay", [] { Opt(2, {.weight_decay = -1}); }}};
+        return {{"lr",
+                 [] {
+                     Opt(2, {.lr = -0.1});
+                 }},
+                {"beta1",
+                 [] {
+                     Opt(2, {.beta1 = 1});
+                 }},
+                {"beta2",
+                 [] {
+                     Opt(2, {.beta2 = -0.5});
+                 }},
+                {"eps",
+                 [] {
+                     Opt(2, {.eps = -1e-8});
+                 }},
+                {"weight_decay", [] {
+                     Opt(2, {.weight_decay = -1});
+                 }}};
     }
 };
 
@@ -57,12 +88,18 @@ template <class S>
 struct AdamWCase {
     using Opt = scaltra::AdamW<S>;
     static Opt make(Index n, NonFinitePolicy p = NonFinitePolicy::raise) {
-        return Opt(n, {.lr = scaltra::schedule::cosine(0.05, 3000), .weight_decay = 1e-3,
+        return Opt(n, {.lr = scaltra::schedule::cosine(0.05, 3000),
+                       .weight_decay = 1e-3,
                        .on_non_finite = p});
     }
     static std::vector<std::pair<std::string, std::function<void()>>> bad() {
-        return {{"beta1", [] { Opt(2, {.beta1 = S(NAN)}); }},
-                {"weight_decay", [] { Opt(2, {.weight_decay = -1}); }}};
+        return {{"beta1",
+                 [] {
+                     Opt(2, {.beta1 = S(NAN)});
+                 }},
+                {"weight_decay", [] {
+                     Opt(2, {.weight_decay = -1});
+                 }}};
     }
 };
 
@@ -70,15 +107,31 @@ template <class S>
 struct RmsPropCase {
     using Opt = scaltra::RmsProp<S>;
     static Opt make(Index n, NonFinitePolicy p = NonFinitePolicy::raise) {
-        return Opt(n, {.lr = scaltra::schedule::exponential(0.01, 0.999), .momentum = 0.5,
-                       .centered = true, .on_non_finite = p});
+        return Opt(n, {.lr = scaltra::schedule::exponential(0.01, 0.999),
+                       .momentum = 0.5,
+                       .centered = true,
+                       .on_non_finite = p});
     }
     static std::vector<std::pair<std::string, std::function<void()>>> bad() {
-        return {{"lr", [] { Opt(2, {.lr = -1}); }},
-                {"alpha", [] { Opt(2, {.alpha = 1.5}); }},
-                {"eps", [] { Opt(2, {.eps = -1}); }},
-                {"weight_decay", [] { Opt(2, {.weight_decay = -1}); }},
-                {"momentum", [] { Opt(2, {.momentum = -1}); }}};
+        return {{"lr",
+                 [] {
+                     Opt(2, {.lr = -1});
+                 }},
+                {"alpha",
+                 [] {
+                     Opt(2, {.alpha = 1.5});
+                 }},
+                {"eps",
+                 [] {
+                     Opt(2, {.eps = -1});
+                 }},
+                {"weight_decay",
+                 [] {
+                     Opt(2, {.weight_decay = -1});
+                 }},
+                {"momentum", [] {
+                     Opt(2, {.momentum = -1});
+                 }}};
     }
 };
 
@@ -89,11 +142,25 @@ struct AdaGradCase {
         return Opt(n, {.lr = scaltra::schedule::linear_warmup(10, 0.5), .on_non_finite = p});
     }
     static std::vector<std::pair<std::string, std::function<void()>>> bad() {
-        return {{"lr", [] { Opt(2, {.lr = -1}); }},
-                {"lr_decay", [] { Opt(2, {.lr_decay = -1}); }},
-                {"weight_decay", [] { Opt(2, {.weight_decay = -1}); }},
-                {"initial_accumulator_value", [] { Opt(2, {.initial_accumulator_value = -1}); }},
-                {"eps", [] { Opt(2, {.eps = -1}); }}};
+        return {{"lr",
+                 [] {
+                     Opt(2, {.lr = -1});
+                 }},
+                {"lr_decay",
+                 [] {
+                     Opt(2, {.lr_decay = -1});
+                 }},
+                {"weight_decay",
+                 [] {
+                     Opt(2, {.weight_decay = -1});
+                 }},
+                {"initial_accumulator_value",
+                 [] {
+                     Opt(2, {.initial_accumulator_value = -1});
+                 }},
+                {"eps", [] {
+                     Opt(2, {.eps = -1});
+                 }}};
     }
 };
 
@@ -130,7 +197,9 @@ TEMPLATE_LIST_TEST_CASE("optimizer conformance", "[optim][conformance]", AllCase
     scaltra::Rng rng(42);
     const Vec<S> x0 = rng.normal_vector<S>(n);
 
-    SECTION("has a name") { CHECK_FALSE(TestType::make(n).name().empty()); }
+    SECTION("has a name") {
+        CHECK_FALSE(TestType::make(n).name().empty());
+    }
 
     SECTION("state shapes are stable across steps and reset restores the initial state") {
         auto opt = TestType::make(n);
@@ -148,7 +217,8 @@ TEMPLATE_LIST_TEST_CASE("optimizer conformance", "[optim][conformance]", AllCase
     SECTION("save then load continues bit-identically") {
         auto a = TestType::make(n);
         Vec<S> xa = x0;
-        for (int t = 0; t < 7; ++t) a.step(xa, quadratic);
+        for (int t = 0; t < 7; ++t)
+            a.step(xa, quadratic);
         std::stringstream saved;
         a.save(saved);
 
@@ -166,7 +236,8 @@ TEMPLATE_LIST_TEST_CASE("optimizer conformance", "[optim][conformance]", AllCase
     SECTION("loading a corrupt or mismatched state throws and changes nothing") {
         auto a = TestType::make(n);
         Vec<S> x = x0;
-        for (int t = 0; t < 3; ++t) a.step(x, quadratic);
+        for (int t = 0; t < 3; ++t)
+            a.step(x, quadratic);
         std::stringstream saved;
         a.save(saved);
         const std::string bytes = saved.str();
@@ -203,7 +274,8 @@ TEMPLATE_LIST_TEST_CASE("optimizer conformance", "[optim][conformance]", AllCase
         auto noisy = [&](scaltra::Rng& rng) {
             return [&quadratic, &rng](const Eigen::Ref<const Vec<S>>& at, Eigen::Ref<Vec<S>> g) {
                 const S loss = quadratic(at, g);
-                for (Index i = 0; i < g.size(); ++i) g[i] += static_cast<S>(0.1 * rng.normal());
+                for (Index i = 0; i < g.size(); ++i)
+                    g[i] += static_cast<S>(0.1 * rng.normal());
                 return loss;
             };
         };
@@ -212,7 +284,8 @@ TEMPLATE_LIST_TEST_CASE("optimizer conformance", "[optim][conformance]", AllCase
             auto f = noisy(rng);
             auto opt = TestType::make(n);
             Vec<S> x = x0;
-            for (int t = 0; t < 50; ++t) opt.step(x, f);
+            for (int t = 0; t < 50; ++t)
+                opt.step(x, f);
             return x;
         };
         // Two runs interleaved step by step, each with its own seed.
@@ -282,13 +355,15 @@ TEMPLATE_LIST_TEST_CASE("optimizer conformance", "[optim][conformance]", AllCase
         Vec<S> x = sphere.initial_point();
         Vec<S> g(n);
         const S start = sphere(x, g);
-        for (int t = 0; t < 3000; ++t) opt.step(x, sphere);
+        for (int t = 0; t < 3000; ++t)
+            opt.step(x, sphere);
         CHECK(sphere(x, g) < S(1e-4) * start);
 
         auto opt2 = TestType::make(n);
         Vec<S> y = quadratic.initial_point();
         const S start2 = quadratic(y, g);
-        for (int t = 0; t < 3000; ++t) opt2.step(y, quadratic);
+        for (int t = 0; t < 3000; ++t)
+            opt2.step(y, quadratic);
         CHECK(quadratic(y, g) < S(1e-2) * start2);
     }
 

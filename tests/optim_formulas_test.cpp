@@ -1,11 +1,11 @@
 // Three steps of every classic optimizer on f(x) = ½ Σ hᵢxᵢ², h = (1, 3, 0.5),
 // from x₀ = (1, −2, 0.5), against values computed apart from this code by
 // tests/reference/torch_optim_reference.py from the formulas torch.optim documents.
+#include <array>
+
 #include <scaltra/optim.hpp>
 
 #include <catch2/catch.hpp>
-
-#include <array>
 
 namespace {
 
@@ -31,8 +31,8 @@ void check_three_steps(Opt opt, const Expected& expected) {
         for (Eigen::Index i = 0; i < 3; ++i) {
             INFO("step " << t + 1 << ", element " << i);
             const double want = expected[t][static_cast<std::size_t>(i)];
-            CHECK(static_cast<double>(x[i]) ==
-                  Approx(want).epsilon(tolerance<S>()).margin(tolerance<S>()));
+            CHECK(static_cast<double>(x[i])
+                  == Approx(want).epsilon(tolerance<S>()).margin(tolerance<S>()));
         }
     }
 }
@@ -55,14 +55,16 @@ TEMPLATE_TEST_CASE("SGD matches torch.optim.SGD's formulas", "[optim][formula]",
     }
     SECTION("momentum, dampening, weight decay") {
         check_three_steps<S>(
-            scaltra::Sgd<S>(3, {.lr = 0.1, .momentum = 0.9, .dampening = 0.1, .weight_decay = 0.01}),
+            scaltra::Sgd<S>(3,
+                            {.lr = 0.1, .momentum = 0.9, .dampening = 0.1, .weight_decay = 0.01}),
             {{{0.899, -1.3980000000000001, 0.4745},
               {0.7263809, -0.47748180000000007, 0.42977044999999997},
               {0.50499568619, 0.48033439962, 0.36978739134499994}}});
     }
     SECTION("Nesterov, weight decay") {
         check_three_steps<S>(
-            scaltra::Sgd<S>(3, {.lr = 0.1, .momentum = 0.9, .weight_decay = 0.01, .nesterov = true}),
+            scaltra::Sgd<S>(3,
+                            {.lr = 0.1, .momentum = 0.9, .weight_decay = 0.01, .nesterov = true}),
             {{{0.8081, -0.8562000000000001, 0.45155},
               {0.5712156100000001, 0.12108078, 0.387139805},
               {0.3218596734410001, 0.6994428039180001, 0.3123829273955}}});
@@ -99,10 +101,11 @@ TEMPLATE_TEST_CASE("Adam and AdamW match torch.optim's formulas", "[optim][formu
               {-0.30191848175786096, -0.3227604229148441, -0.3242125907678126}}});
     }
     SECTION("Adam, learning rate halved every two steps") {
-        check_three_steps<S>(scaltra::Adam<S>(3, {.lr = scaltra::schedule::step_decay(0.1, 2, 0.5)}),
-                             {{{0.900000001, -1.9000000001666666, 0.4000000039999998},
-                               {0.8004122297123382, -1.800166485947237, 0.3011874278735871},
-                               {0.7509992521083766, -1.7503949388692428, 0.2530293449856704}}});
+        check_three_steps<S>(
+            scaltra::Adam<S>(3, {.lr = scaltra::schedule::step_decay(0.1, 2, 0.5)}),
+            {{{0.900000001, -1.9000000001666666, 0.4000000039999998},
+              {0.8004122297123382, -1.800166485947237, 0.3011874278735871},
+              {0.7509992521083766, -1.7503949388692428, 0.2530293449856704}}});
     }
 }
 
@@ -141,10 +144,8 @@ TEMPLATE_TEST_CASE("AdaGrad matches torch.optim.Adagrad's formulas", "[optim][fo
                    double) {
     using S = TestType;
     check_three_steps<S>(
-        scaltra::AdaGrad<S>(3, {.lr = 0.1,
-                                .lr_decay = 0.1,
-                                .weight_decay = 0.1,
-                                .initial_accumulator_value = 0.1}),
+        scaltra::AdaGrad<S>(
+            3, {.lr = 0.1, .lr_decay = 0.1, .weight_decay = 0.1, .initial_accumulator_value = 0.1}),
         {{{0.9038925537756828, -1.9001298196071652, 0.43117527985462095},
           {0.8442734483101754, -1.8375567470424596, 0.38477651781142175},
           {0.8007446452486937, -1.7913811783574562, 0.3502352348159875}}});

@@ -1,15 +1,15 @@
 // train/: minimize's statuses and counts, and every built-in callback.
-#include <scaltra/optim.hpp>
-#include <scaltra/problems.hpp>
-#include <scaltra/train.hpp>
-
-#include <catch2/catch.hpp>
-
 #include <cstdio>
 #include <fstream>
 #include <sstream>
 #include <string>
 #include <vector>
+
+#include <scaltra/optim.hpp>
+#include <scaltra/problems.hpp>
+#include <scaltra/train.hpp>
+
+#include <catch2/catch.hpp>
 
 using scaltra::Vec;
 using VecRef = Eigen::Ref<const Vec<double>>;
@@ -32,17 +32,25 @@ struct StopAt {
 struct CountHooks {
     int begin = 0, evaluate = 0, step = 0, epoch = 0, end = 0;
     template <class Opt>
-    void on_begin(const Opt&, const scaltra::Progress<double>&, const VecRef&) { ++begin; }
+    void on_begin(const Opt&, const scaltra::Progress<double>&, const VecRef&) {
+        ++begin;
+    }
     template <class Opt>
     void on_evaluate(const Opt&, const scaltra::Progress<double>&, const VecRef&, GradRef) {
         ++evaluate;
     }
     template <class Opt>
-    void on_step(const Opt&, const scaltra::Progress<double>&, const VecRef&) { ++step; }
+    void on_step(const Opt&, const scaltra::Progress<double>&, const VecRef&) {
+        ++step;
+    }
     template <class Opt>
-    void on_epoch_end(const Opt&, const scaltra::Progress<double>&, const VecRef&) { ++epoch; }
+    void on_epoch_end(const Opt&, const scaltra::Progress<double>&, const VecRef&) {
+        ++epoch;
+    }
     template <class Opt>
-    void on_end(const Opt&, const scaltra::Progress<double>&, const VecRef&) { ++end; }
+    void on_end(const Opt&, const scaltra::Progress<double>&, const VecRef&) {
+        ++end;
+    }
 };
 
 struct NoHooks {
@@ -155,9 +163,10 @@ TEST_CASE("TimeLimit stops a run once its budget is spent", "[train]") {
     CHECK_THROWS_AS(scaltra::TimeLimit(0), scaltra::InvalidArgument);
 }
 
-TEST_CASE("under the skip policy non-finite steps are skipped, counted, and kept out of the "
-          "epoch loss",
-          "[train]") {
+TEST_CASE(
+    "under the skip policy non-finite steps are skipped, counted, and kept out of the "
+    "epoch loss",
+    "[train]") {
     const scaltra::problems::Sphere<double> sphere(2);
     Vec<double> x = sphere.initial_point();
     scaltra::Sgd<double> opt(2, {.lr = 0.25, .on_non_finite = scaltra::NonFinitePolicy::skip});
@@ -167,9 +176,9 @@ TEST_CASE("under the skip policy non-finite steps are skipped, counted, and kept
         return ++calls % 3 == 0 ? std::numeric_limits<double>::quiet_NaN() : f;
     };
     std::vector<double> epoch_losses;
-    const auto r = scaltra::minimize(opt, every_third_nan, x,
-                                     {.max_iterations = 6, .steps_per_epoch = 3},
-                                     RecordEpochs{&epoch_losses});
+    const auto r =
+        scaltra::minimize(opt, every_third_nan, x, {.max_iterations = 6, .steps_per_epoch = 3},
+                          RecordEpochs{&epoch_losses});
     CHECK(r.status == scaltra::Status::max_iterations);
     CHECK(r.iterations == 6);
     CHECK(r.skipped_steps == 2);
@@ -185,8 +194,8 @@ TEST_CASE("EarlyStopAtMinLoss stops after `patience` epochs without improvement"
     Vec<double> x = sphere.initial_point();
     scaltra::Sgd<double> frozen(3, {.lr = 0.0});  // the loss never improves after epoch 1
     scaltra::EarlyStopAtMinLoss early(4);
-    const auto r = scaltra::minimize(frozen, sphere, x,
-                                     {.max_iterations = 100, .steps_per_epoch = 2}, early);
+    const auto r =
+        scaltra::minimize(frozen, sphere, x, {.max_iterations = 100, .steps_per_epoch = 2}, early);
     CHECK(r.status == scaltra::Status::stopped_by_callback);
     CHECK(r.iterations == 2 * (1 + 4));
     CHECK(early.best_loss() == Approx(3.0));
@@ -231,9 +240,10 @@ TEST_CASE("loggers write what they promise", "[train]") {
     CHECK(count_lines(printed.str()) == 4);
     CHECK_THAT(printed.str(), Catch::StartsWith("step 5  loss "));
     CHECK(count_lines(csv_text.str()) == 1 + 10);
-    CHECK_THAT(csv_text.str(), Catch::StartsWith("iteration,loss,gradient_norm,elapsed_seconds\n2,"));
-    CHECK_THAT(bar.str(), Catch::Contains("100%") && Catch::Contains("it/s") &&
-                              Catch::Contains("ETA") && Catch::Contains("loss"));
+    CHECK_THAT(csv_text.str(),
+               Catch::StartsWith("iteration,loss,gradient_norm,elapsed_seconds\n2,"));
+    CHECK_THAT(bar.str(), Catch::Contains("100%") && Catch::Contains("it/s")
+                              && Catch::Contains("ETA") && Catch::Contains("loss"));
 
     const std::string path = "scaltra_train_test.csv";
     {

@@ -14,13 +14,13 @@
 // `opt.update(x, g)`; what a learned optimizer needs of its meta-optimizer.
 #pragma once
 
-#include "state_io.hpp"
-#include "types.hpp"
-
 #include <concepts>
 #include <istream>
 #include <ostream>
 #include <string_view>
+
+#include "state_io.hpp"
+#include "types.hpp"
 
 namespace scaltra {
 
@@ -43,8 +43,8 @@ struct ObjectiveArchetype {
 
 template <class O>
 concept Optimizer = requires(O& opt, const O& copt, Eigen::Ref<Vec<typename O::Scalar>>& x,
-                             detail::ObjectiveArchetype<typename O::Scalar>& f,
-                             std::ostream& out, std::istream& in) {
+                             detail::ObjectiveArchetype<typename O::Scalar>& f, std::ostream& out,
+                             std::istream& in) {
     requires Real<typename O::Scalar>;
     { opt.step(x, f) } -> std::same_as<typename O::Scalar>;
     opt.reset();
@@ -58,7 +58,7 @@ template <class O>
 concept GradientOptimizer =
     Optimizer<O> && requires(O& opt, Eigen::Ref<Vec<typename O::Scalar>>& x,
                              const Eigen::Ref<const Vec<typename O::Scalar>>& g) {
-        opt.update(x, g);
-    };
+    opt.update(x, g);
+};
 
 }  // namespace scaltra

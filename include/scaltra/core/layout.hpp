@@ -3,15 +3,15 @@
 // blocks) know where each layer lives. Blocks are stored column-major, as Eigen.
 #pragma once
 
-#include "error.hpp"
-#include "types.hpp"
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <vector>
 
 #include <Eigen/Core>
 
-#include <string>
-#include <type_traits>
-#include <string_view>
-#include <vector>
+#include "error.hpp"
+#include "types.hpp"
 
 namespace scaltra {
 
@@ -36,8 +36,8 @@ public:
     /// Appends a rows×cols block; names must be unique and shapes positive.
     Layout& add(std::string name, Index rows, Index cols = 1) {
         if (rows <= 0 || cols <= 0)
-            throw InvalidArgument(detail::concat("Invalid shape of block '", name, "': ", rows,
-                                                 "x", cols, ", both must be positive"));
+            throw InvalidArgument(detail::concat("Invalid shape of block '", name, "': ", rows, "x",
+                                                 cols, ", both must be positive"));
         if (find(name) != nullptr)
             throw InvalidArgument(detail::concat("Duplicate block name '", name, "'"));
         blocks_.push_back(Block{std::move(name), size_, rows, cols});
@@ -51,21 +51,23 @@ public:
     const std::vector<Block>& blocks() const { return blocks_; }
     const Block& operator[](std::size_t i) const {
         if (i >= blocks_.size())
-            throw InvalidArgument(detail::concat("Block index ", i, " out of range: the layout has ",
-                                                 blocks_.size(), " blocks"));
+            throw InvalidArgument(detail::concat(
+                "Block index ", i, " out of range: the layout has ", blocks_.size(), " blocks"));
         return blocks_[i];
     }
 
     /// The block called `name`, or nullptr.
     const Block* find(std::string_view name) const {
         for (const auto& b : blocks_)
-            if (b.name == name) return &b;
+            if (b.name == name)
+                return &b;
         return nullptr;
     }
 
     /// The block called `name`; throws InvalidArgument when there is none.
     const Block& at(std::string_view name) const {
-        if (const Block* b = find(name)) return *b;
+        if (const Block* b = find(name))
+            return *b;
         throw InvalidArgument(detail::concat("No block named '", name, "' in the layout"));
     }
 
@@ -83,8 +85,8 @@ template <class Flat>
 auto block_view(Flat& x, const Block& b) {
     using Pointer = decltype(x.data());
     using S = std::remove_const_t<std::remove_pointer_t<Pointer>>;
-    using Matrix = std::conditional_t<std::is_const_v<std::remove_pointer_t<Pointer>>,
-                                      const Mat<S>, Mat<S>>;
+    using Matrix =
+        std::conditional_t<std::is_const_v<std::remove_pointer_t<Pointer>>, const Mat<S>, Mat<S>>;
     if (b.offset + b.size() > x.size())
         throw DimensionMismatch(detail::concat("Block '", b.name, "' ends at element ",
                                                b.offset + b.size(), " but the vector has ",

@@ -4,15 +4,15 @@
 // seed gives the same numbers on every platform (std:: distributions do not).
 #pragma once
 
-#include "error.hpp"
-#include "types.hpp"
-
 #include <array>
 #include <cmath>
 #include <cstdint>
 #include <limits>
 #include <numbers>
 #include <vector>
+
+#include "error.hpp"
+#include "types.hpp"
 
 namespace scaltra {
 
@@ -64,11 +64,13 @@ public:
 
     /// Uniform integer in [0, n) without modulo bias (rejection of the short tail); n > 0.
     std::uint64_t below(std::uint64_t n) {
-        if (n == 0) throw InvalidArgument("Invalid n: Rng::below needs n > 0");
+        if (n == 0)
+            throw InvalidArgument("Invalid n: Rng::below needs n > 0");
         const std::uint64_t threshold = (0 - n) % n;  // 2^64 mod n
         for (;;) {
             const std::uint64_t r = (*this)();
-            if (r >= threshold) return r % n;
+            if (r >= threshold)
+                return r % n;
         }
     }
 
@@ -76,14 +78,16 @@ public:
     template <class S>
     Vec<S> normal_vector(Index n, S mean = S(0), S stddev = S(1)) {
         Vec<S> v(n);
-        for (Index i = 0; i < n; ++i) v[i] = static_cast<S>(normal(mean, stddev));
+        for (Index i = 0; i < n; ++i)
+            v[i] = static_cast<S>(normal(mean, stddev));
         return v;
     }
 
     /// A uniformly random permutation of 0..n-1 (Fisher–Yates).
     std::vector<Index> permutation(Index n) {
         std::vector<Index> p(static_cast<std::size_t>(n));
-        for (Index i = 0; i < n; ++i) p[static_cast<std::size_t>(i)] = i;
+        for (Index i = 0; i < n; ++i)
+            p[static_cast<std::size_t>(i)] = i;
         for (Index i = n - 1; i > 0; --i)
             std::swap(p[static_cast<std::size_t>(i)],
                       p[static_cast<std::size_t>(below(static_cast<std::uint64_t>(i) + 1))]);

@@ -24,13 +24,9 @@
 // CorruptState and leaves it untouched.
 #pragma once
 
-#include "error.hpp"
-#include "types.hpp"
-#include "validate.hpp"
-
 #include <array>
-#include <cstdint>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <istream>
 #include <ostream>
@@ -40,6 +36,10 @@
 #include <type_traits>
 #include <utility>
 
+#include "error.hpp"
+#include "types.hpp"
+#include "validate.hpp"
+
 namespace scaltra {
 
 /// A state aggregate: named fields exposed as a tuple of references.
@@ -48,18 +48,20 @@ concept StateAggregate = requires(State& s, const State& cs) {
     State::field_names;
     s.fields();
     cs.fields();
-    requires std::tuple_size_v<decltype(s.fields())> == State::field_names.size();
+    requires std::tuple_size_v<decltype(s.fields())>
+    == State::field_names.size();
 };
 
 /// Calls f(name, field) for every field of `state`, in declaration order.
 template <class State, class F>
-    requires StateAggregate<std::remove_const_t<State>>
+requires StateAggregate<std::remove_const_t<State>>
 void for_each_field(State& state, F&& f) {
     auto refs = state.fields();
     constexpr auto& names = std::remove_const_t<State>::field_names;
     [&]<std::size_t... I>(std::index_sequence<I...>) {
         (f(std::string_view(names[I]), std::get<I>(refs)), ...);
-    }(std::make_index_sequence<names.size()>{});
+    }
+    (std::make_index_sequence<names.size()>{});
 }
 
 namespace detail {
@@ -89,7 +91,8 @@ T read_raw(std::istream& in, std::string_view what) {
 
 inline std::string read_string(std::istream& in, std::string_view what) {
     const auto n = read_raw<std::uint32_t>(in, what);
-    if (n > (1u << 20)) throw CorruptState(concat("Saved state has an implausible ", what));
+    if (n > (1u << 20))
+        throw CorruptState(concat("Saved state has an implausible ", what));
     std::string s(n, '\0');
     if (n > 0 && !in.read(s.data(), n))
         throw CorruptState(concat("Saved state is truncated while reading ", what));
@@ -103,7 +106,7 @@ void write_field(std::ostream& out, const std::int64_t& v) {
 }
 
 template <class S, class Dense>
-    requires std::is_base_of_v<Eigen::PlainObjectBase<Dense>, Dense>
+requires std::is_base_of_v<Eigen::PlainObjectBase<Dense>, Dense>
 void write_field(std::ostream& out, const Dense& m) {
     static_assert(std::is_same_v<typename Dense::Scalar, S>);
     write_raw(out, FieldKind::matrix);
@@ -114,7 +117,7 @@ void write_field(std::ostream& out, const Dense& m) {
 }
 
 template <class S>
-    requires Real<S>
+requires Real<S>
 void write_field(std::ostream& out, const S& v) {
     write_raw(out, FieldKind::scalar);
     write_raw(out, v);
@@ -123,8 +126,8 @@ void write_field(std::ostream& out, const S& v) {
 inline void expect_kind(std::istream& in, FieldKind kind, std::string_view name) {
     const auto got = read_raw<FieldKind>(in, concat("the kind of field '", name, "'"));
     if (got != kind)
-        throw CorruptState(concat("Saved state field '", name, "' has kind ",
-                                  static_cast<int>(got), ", expected ", static_cast<int>(kind)));
+        throw CorruptState(concat("Saved state field '", name, "' has kind ", static_cast<int>(got),
+                                  ", expected ", static_cast<int>(kind)));
 }
 
 template <class S>
@@ -134,15 +137,16 @@ void read_field(std::istream& in, std::string_view name, std::int64_t& v) {
 }
 
 template <class S>
-    requires Real<S>
+requires Real<S>
 void read_field(std::istream& in, std::string_view name, S& v) {
     expect_kind(in, FieldKind::scalar, name);
     v = read_raw<S>(in, concat("field '", name, "'"));
-    if (!std::isfinite(v)) throw CorruptState(concat("Saved state field '", name, "' is not finite"));
+    if (!std::isfinite(v))
+        throw CorruptState(concat("Saved state field '", name, "' is not finite"));
 }
 
 template <class S, class Dense>
-    requires std::is_base_of_v<Eigen::PlainObjectBase<Dense>, Dense>
+requires std::is_base_of_v<Eigen::PlainObjectBase<Dense>, Dense>
 void read_field(std::istream& in, std::string_view name, Dense& m) {
     expect_kind(in, FieldKind::matrix, name);
     const auto rows = read_raw<std::int64_t>(in, concat("the rows of field '", name, "'"));
@@ -159,7 +163,8 @@ void read_field(std::istream& in, std::string_view name, Dense& m) {
 
 /// Throws CorruptState "field '<field>' <what>" unless ok; for states' validate().
 inline void require_state(bool ok, std::string_view field, std::string_view what) {
-    if (!ok) throw CorruptState(concat("Saved state field '", field, "' ", what));
+    if (!ok)
+        throw CorruptState(concat("Saved state field '", field, "' ", what));
 }
 
 /// A step count that the optimizers can increment and use as an exponent.
@@ -171,10 +176,11 @@ inline void require_step_count(std::int64_t step) {
 template <class T>
 bool bitwise_equal_field(const T& a, const T& b) {
     if constexpr (std::is_base_of_v<Eigen::PlainObjectBase<T>, T>) {
-        return a.rows() == b.rows() && a.cols() == b.cols() &&
-               (a.size() == 0 ||
-                std::memcmp(a.data(), b.data(), sizeof(typename T::Scalar) *
-                                                    static_cast<std::size_t>(a.size())) == 0);
+        return a.rows() == b.rows() && a.cols() == b.cols()
+               && (a.size() == 0
+                   || std::memcmp(a.data(), b.data(),
+                                  sizeof(typename T::Scalar) * static_cast<std::size_t>(a.size()))
+                          == 0);
     } else {
         return std::memcmp(&a, &b, sizeof(T)) == 0;
     }
@@ -184,20 +190,21 @@ bool bitwise_equal_field(const T& a, const T& b) {
 
 /// Two states are bit-identical: same shapes and the same bytes in every field.
 template <class State>
-    requires StateAggregate<State>
+requires StateAggregate<State>
 bool bitwise_equal(const State& a, const State& b) {
     bool equal = true;
     auto ra = a.fields();
     auto rb = b.fields();
     [&]<std::size_t... I>(std::index_sequence<I...>) {
         ((equal = equal && detail::bitwise_equal_field(std::get<I>(ra), std::get<I>(rb))), ...);
-    }(std::make_index_sequence<State::field_names.size()>{});
+    }
+    (std::make_index_sequence<State::field_names.size()>{});
     return equal;
 }
 
 /// Writes `state` of the optimizer called `name` in the format described above.
 template <class S, class State>
-    requires StateAggregate<State>
+requires StateAggregate<State>
 void save_state(std::ostream& out, std::string_view name, const State& state) {
     out.write(detail::state_magic, sizeof detail::state_magic);
     detail::write_raw(out, detail::state_format_version);
@@ -208,14 +215,15 @@ void save_state(std::ostream& out, std::string_view name, const State& state) {
         detail::write_string(out, field);
         detail::write_field<S>(out, value);
     });
-    if (!out) throw Error(detail::concat("Could not write the state of ", name));
+    if (!out)
+        throw Error(detail::concat("Could not write the state of ", name));
 }
 
 /// Reads a state saved by save_state into `state`, whose current shapes are the
 /// ones expected. All or nothing: on any mismatch throws CorruptState and leaves
 /// `state` as it was.
 template <class S, class State>
-    requires StateAggregate<State>
+requires StateAggregate<State>
 void load_state(std::istream& in, std::string_view name, State& state) {
     using detail::concat;
     char magic[sizeof detail::state_magic];
@@ -227,12 +235,12 @@ void load_state(std::istream& in, std::string_view name, State& state) {
                                   detail::state_format_version));
     const auto scalar_size = detail::read_raw<std::uint32_t>(in, "the scalar size");
     if (scalar_size != sizeof(S))
-        throw CorruptState(concat("Saved state holds ", scalar_size, "-byte scalars, expected ",
-                                  sizeof(S)));
+        throw CorruptState(
+            concat("Saved state holds ", scalar_size, "-byte scalars, expected ", sizeof(S)));
     const std::string saved_name = detail::read_string(in, "the optimizer name");
     if (saved_name != name)
-        throw CorruptState(concat("Saved state belongs to optimizer '", saved_name,
-                                  "', not '", name, "'"));
+        throw CorruptState(
+            concat("Saved state belongs to optimizer '", saved_name, "', not '", name, "'"));
     const auto count = detail::read_raw<std::uint32_t>(in, "the field count");
     if (count != State::field_names.size())
         throw CorruptState(concat("Saved state has ", count, " fields, ", name, " has ",
@@ -245,7 +253,8 @@ void load_state(std::istream& in, std::string_view name, State& state) {
                                       " expects '", field, "'"));
         detail::read_field<S>(in, field, value);
     });
-    if constexpr (requires { loaded.validate(); }) loaded.validate();
+    if constexpr (requires { loaded.validate(); })
+        loaded.validate();
     state = std::move(loaded);
 }
 

@@ -1,10 +1,10 @@
 // Eigen aliases and scalar traits shared by every scaltra header.
 #pragma once
 
-#include <Eigen/Core>
-
 #include <concepts>
 #include <cstdint>
+
+#include <Eigen/Core>
 
 namespace scaltra {
 

@@ -2,12 +2,12 @@
 // the field and its allowed range: "Invalid beta1: must be in [0, 1), got 1".
 #pragma once
 
-#include "error.hpp"
+#include <cmath>
+#include <string_view>
 
 #include <Eigen/Core>
 
-#include <cmath>
-#include <string_view>
+#include "error.hpp"
 
 namespace scaltra::detail {
 
@@ -18,7 +18,8 @@ template <class T>
 void require_in(std::string_view name, T v, T lo, Bound lo_bound, T hi, Bound hi_bound) {
     const bool above = lo_bound == Bound::closed ? v >= lo : v > lo;
     const bool below = hi_bound == Bound::closed ? v <= hi : v < hi;
-    if (above && below) return;
+    if (above && below)
+        return;
     throw InvalidArgument(concat("Invalid ", name, ": must be in ",
                                  lo_bound == Bound::closed ? "[" : "(", lo, ", ", hi,
                                  hi_bound == Bound::closed ? "]" : ")", ", got ", v));
@@ -27,21 +28,24 @@ void require_in(std::string_view name, T v, T lo, Bound lo_bound, T hi, Bound hi
 /// v ≥ 0 and finite.
 template <class T>
 void require_nonnegative(std::string_view name, T v) {
-    if (v >= T(0) && std::isfinite(static_cast<double>(v))) return;
+    if (v >= T(0) && std::isfinite(static_cast<double>(v)))
+        return;
     throw InvalidArgument(concat("Invalid ", name, ": must be in [0, inf), got ", v));
 }
 
 /// v > 0 and finite.
 template <class T>
 void require_positive(std::string_view name, T v) {
-    if (v > T(0) && std::isfinite(static_cast<double>(v))) return;
+    if (v > T(0) && std::isfinite(static_cast<double>(v)))
+        return;
     throw InvalidArgument(concat("Invalid ", name, ": must be in (0, inf), got ", v));
 }
 
 /// v ≥ lo and finite.
 template <class T>
 void require_at_least(std::string_view name, T v, T lo) {
-    if (v >= lo && std::isfinite(static_cast<double>(v))) return;
+    if (v >= lo && std::isfinite(static_cast<double>(v)))
+        return;
     throw InvalidArgument(concat("Invalid ", name, ": must be in [", lo, ", inf), got ", v));
 }
 

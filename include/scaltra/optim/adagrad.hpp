@@ -6,12 +6,12 @@
 // with s starting at initial_accumulator_value and t counting steps from 1.
 #pragma once
 
-#include "optimizer_base.hpp"
-#include "schedule.hpp"
-
 #include <array>
 #include <cstdint>
 #include <tuple>
+
+#include "optimizer_base.hpp"
+#include "schedule.hpp"
 
 namespace scaltra {
 

@@ -7,13 +7,13 @@
 //   x ← x − (η / (1−β₁ᵗ)) · m / (√v̂ / √(1−β₂ᵗ) + ε),   v̂ = v_max if amsgrad else v
 #pragma once
 
-#include "optimizer_base.hpp"
-#include "schedule.hpp"
-
 #include <array>
 #include <cmath>
 #include <cstdint>
 #include <tuple>
+
+#include "optimizer_base.hpp"
+#include "schedule.hpp"
 
 namespace scaltra {
 
@@ -62,8 +62,10 @@ struct AdamState {
 namespace detail {
 
 template <Real S, bool Decoupled>
-class AdamFamily : public OptimizerBase<AdamFamily<S, Decoupled>, S, AdamState<S>, AdamFamilyOptions<S, Decoupled>> {
-    using Base = OptimizerBase<AdamFamily<S, Decoupled>, S, AdamState<S>, AdamFamilyOptions<S, Decoupled>>;
+class AdamFamily : public OptimizerBase<AdamFamily<S, Decoupled>, S, AdamState<S>,
+                                        AdamFamilyOptions<S, Decoupled>> {
+    using Base =
+        OptimizerBase<AdamFamily<S, Decoupled>, S, AdamState<S>, AdamFamilyOptions<S, Decoupled>>;
     friend Base;
 
 public:
@@ -98,7 +100,8 @@ private:
                 ms = b1 * ms + (S(1) - b1) * gd;
                 vs = b2 * vs + (S(1) - b2) * gd.square();
             } else {
-                if (Decoupled && wd != S(0)) xs *= decay;
+                if (Decoupled && wd != S(0))
+                    xs *= decay;
                 ms = b1 * ms + (S(1) - b1) * gs;
                 vs = b2 * vs + (S(1) - b2) * gs.square();
             }

@@ -15,18 +15,18 @@
 // and inherits the constructor `(Layout, Options = {})`, which validates the options.
 #pragma once
 
+#include <algorithm>
+#include <cmath>
+#include <istream>
+#include <ostream>
+#include <string_view>
+
 #include "../core/concepts.hpp"
 #include "../core/error.hpp"
 #include "../core/layout.hpp"
 #include "../core/state_io.hpp"
 #include "../core/types.hpp"
 #include "../core/validate.hpp"
-
-#include <algorithm>
-#include <cmath>
-#include <istream>
-#include <ostream>
-#include <string_view>
 
 namespace scaltra {
 
@@ -43,13 +43,14 @@ namespace detail {
 template <class F>
 void for_each_chunk(Index n, F&& f) {
     constexpr Index chunk = 512;
-    for (Index i = 0; i < n; i += chunk) f(i, std::min(chunk, n - i));
+    for (Index i = 0; i < n; i += chunk)
+        f(i, std::min(chunk, n - i));
 }
 
 }  // namespace detail
 
 template <class Derived, Real S, class StateT, class OptionsT>
-    requires StateAggregate<StateT>
+requires StateAggregate<StateT>
 class OptimizerBase {
 public:
     using Scalar = S;
@@ -60,7 +61,8 @@ public:
     /// InvalidArgument naming the first option out of its range.
     explicit OptimizerBase(Layout layout, Options options = {})
         : layout_(std::move(layout)), options_(std::move(options)) {
-        if (layout_.size() == 0) throw InvalidArgument("Invalid layout: it has no elements");
+        if (layout_.size() == 0)
+            throw InvalidArgument("Invalid layout: it has no elements");
         options_.validate();
         grad_ = Vec<S>::Zero(layout_.size());
         state_ = Derived::initial_state(layout_, options_);
@@ -68,19 +70,19 @@ public:
 
     /// Evaluates f at x, then moves x by the derived rule; returns the loss at the incoming x.
     template <class F>
-        requires Objective<F, S>
-    S step(Eigen::Ref<Vec<S>> x, F&& f) {
+    requires Objective<F, S> S step(Eigen::Ref<Vec<S>> x, F&& f) {
         detail::require_size("x", x.size(), layout_.size());
         const Eigen::Ref<const Vec<S>> x_in(x);
         grad_.setZero();  // objectives may accumulate into it, as after torch's zero_grad()
         Eigen::Ref<Vec<S>> grad(grad_);
         const auto loss = static_cast<S>(f(x_in, grad));
         if (!std::isfinite(loss) || !detail::all_finite(grad_)) {
-            if (options_.on_non_finite == NonFinitePolicy::skip) return loss;
-            throw NonFinite(detail::concat(name(), ": the objective returned ",
-                                           std::isfinite(loss) ? "a non-finite gradient"
-                                                               : "a non-finite loss",
-                                           "; x and the optimizer state are unchanged"));
+            if (options_.on_non_finite == NonFinitePolicy::skip)
+                return loss;
+            throw NonFinite(
+                detail::concat(name(), ": the objective returned ",
+                               std::isfinite(loss) ? "a non-finite gradient" : "a non-finite loss",
+                               "; x and the optimizer state are unchanged"));
         }
         derived().apply(x, grad_);
         return loss;
@@ -91,9 +93,11 @@ public:
         detail::require_size("x", x.size(), layout_.size());
         detail::require_size("gradient", g.size(), layout_.size());
         if (!detail::all_finite(g)) {
-            if (options_.on_non_finite == NonFinitePolicy::skip) return;
-            throw NonFinite(detail::concat(name(), ": non-finite gradient; x and the optimizer "
-                                                   "state are unchanged"));
+            if (options_.on_non_finite == NonFinitePolicy::skip)
+                return;
+            throw NonFinite(detail::concat(name(),
+                                           ": non-finite gradient; x and the optimizer "
+                                           "state are unchanged"));
         }
         derived().apply(x, g);
     }

@@ -9,12 +9,12 @@
 // rounding can make v − ḡ² slightly negative and torch would produce NaN.
 #pragma once
 
-#include "optimizer_base.hpp"
-#include "schedule.hpp"
-
 #include <array>
 #include <cstdint>
 #include <tuple>
+
+#include "optimizer_base.hpp"
+#include "schedule.hpp"
 
 namespace scaltra {
 

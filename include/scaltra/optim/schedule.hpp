@@ -4,10 +4,6 @@
 // rate of the first step (as torch.optim's schedulers, stepped once per step).
 #pragma once
 
-#include "../core/error.hpp"
-#include "../core/types.hpp"
-#include "../core/validate.hpp"
-
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -17,6 +13,10 @@
 #include <type_traits>
 #include <utility>
 
+#include "../core/error.hpp"
+#include "../core/types.hpp"
+#include "../core/validate.hpp"
+
 namespace scaltra {
 
 /// A constant learning rate or a schedule t ↦ lr(t).
@@ -24,18 +24,20 @@ template <Real S>
 class LearningRate {
 public:
     template <class T>
-        requires std::is_arithmetic_v<T>
-    LearningRate(T value) : value_(static_cast<S>(value)) {}  // NOLINT: numbers convert
+    requires std::is_arithmetic_v<T> LearningRate(T value)
+        : value_(static_cast<S>(value)) {}  // NOLINT: numbers convert
 
     template <class F>
-        requires(!std::is_arithmetic_v<F> && std::is_invocable_r_v<double, const F&, std::int64_t>)
-    LearningRate(F schedule)  // NOLINT: schedules convert
-        : schedule_([s = std::move(schedule)](std::int64_t t) { return static_cast<double>(s(t)); }) {}
+    requires(!std::is_arithmetic_v<F> && std::is_invocable_r_v<double, const F&, std::int64_t>)
+        LearningRate(F schedule)  // NOLINT: schedules convert
+        : schedule_(
+            [s = std::move(schedule)](std::int64_t t) { return static_cast<double>(s(t)); }) {}
 
     /// The rate of step t (from 0). A schedule value that is negative or not
     /// finite throws InvalidArgument.
     S operator()(std::int64_t t) const {
-        if (!schedule_) return value_;
+        if (!schedule_)
+            return value_;
         const auto v = static_cast<S>(schedule_(t));
         if (!(v >= S(0)) || !std::isfinite(v))
             throw InvalidArgument(detail::concat("Invalid learning rate: the schedule gave ", v,
@@ -47,7 +49,8 @@ public:
 
     /// Checks a constant rate (schedules are checked when built and when evaluated).
     void validate(std::string_view name) const {
-        if (!schedule_) detail::require_nonnegative(name, value_);
+        if (!schedule_)
+            detail::require_nonnegative(name, value_);
     }
 
 private:
@@ -82,7 +85,9 @@ public:
         detail::require_nonnegative("lr", lr_);
         detail::require_positive("gamma", gamma_);
     }
-    double operator()(std::int64_t t) const { return lr_ * std::pow(gamma_, static_cast<double>(t)); }
+    double operator()(std::int64_t t) const {
+        return lr_ * std::pow(gamma_, static_cast<double>(t));
+    }
 
 private:
     double lr_, gamma_;
@@ -96,7 +101,8 @@ public:
         : lr_(lr), lr_min_(lr_min), total_steps_(total_steps) {
         detail::require_nonnegative("lr", lr_);
         detail::require_positive("total_steps", total_steps_);
-        detail::require_in("lr_min", lr_min_, 0.0, detail::Bound::closed, lr_, detail::Bound::closed);
+        detail::require_in("lr_min", lr_min_, 0.0, detail::Bound::closed, lr_,
+                           detail::Bound::closed);
     }
     double operator()(std::int64_t t) const {
         const double progress =
@@ -131,8 +137,8 @@ public:
                            detail::Bound::closed);
     }
     double operator()(std::int64_t t) const {
-        const double ramp = static_cast<double>(std::min(t, warmup_steps_)) /
-                            static_cast<double>(warmup_steps_);
+        const double ramp =
+            static_cast<double>(std::min(t, warmup_steps_)) / static_cast<double>(warmup_steps_);
         return (start_factor_ + (1.0 - start_factor_) * ramp) * static_cast<double>(inner_(t));
     }
 
@@ -142,13 +148,17 @@ private:
     double start_factor_;
 };
 
-inline Constant constant(double lr) { return Constant(lr); }
+inline Constant constant(double lr) {
+    return Constant(lr);
+}
 
 inline StepDecay step_decay(double lr, std::int64_t step_size, double gamma) {
     return {lr, step_size, gamma};
 }
 
-inline Exponential exponential(double lr, double gamma) { return {lr, gamma}; }
+inline Exponential exponential(double lr, double gamma) {
+    return {lr, gamma};
+}
 
 inline Cosine cosine(double lr, std::int64_t total_steps, double lr_min = 0.0) {
     return {lr, total_steps, lr_min};

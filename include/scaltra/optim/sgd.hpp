@@ -7,12 +7,12 @@
 //   x ← x − ηg
 #pragma once
 
-#include "optimizer_base.hpp"
-#include "schedule.hpp"
-
 #include <array>
 #include <cstdint>
 #include <tuple>
+
+#include "optimizer_base.hpp"
+#include "schedule.hpp"
 
 namespace scaltra {
 

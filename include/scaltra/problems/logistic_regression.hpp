@@ -4,15 +4,15 @@
 // by Newton's method, so tests know the optimum.
 #pragma once
 
-#include "../core/rng.hpp"
-#include "../core/types.hpp"
-#include "../core/validate.hpp"
-
-#include <Eigen/Cholesky>
-
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+
+#include <Eigen/Cholesky>
+
+#include "../core/rng.hpp"
+#include "../core/types.hpp"
+#include "../core/validate.hpp"
 
 namespace scaltra::problems {
 
@@ -24,7 +24,8 @@ public:
         : X_(std::move(X)), y_(std::move(y)), lambda_(lambda) {
         detail::require_size("labels", y_.size(), X_.rows());
         detail::require_positive("lambda", lambda_);
-        if (X_.size() == 0) throw InvalidArgument("Invalid X: logistic regression needs data");
+        if (X_.size() == 0)
+            throw InvalidArgument("Invalid X: logistic regression needs data");
         if (((y_.array() != S(0)) && (y_.array() != S(1))).any())
             throw InvalidArgument("Invalid y: labels must be 0 or 1");
         optimum_ = newton_minimiser();
@@ -36,7 +37,8 @@ public:
         detail::require_positive("d", d);
         Rng rng(seed);
         Mat<S> X(m, d);
-        for (Index j = 0; j < d; ++j) X.col(j) = rng.normal_vector<S>(m);
+        for (Index j = 0; j < d; ++j)
+            X.col(j) = rng.normal_vector<S>(m);
         const Vec<S> w_true = rng.normal_vector<S>(d);
         Vec<S> y(m);
         for (Index i = 0; i < m; ++i) {
@@ -67,10 +69,12 @@ private:
         const Vec<T> z = X_.template cast<T>() * w;
         const auto m = static_cast<T>(X_.rows());
         // log(1 + e^z) = max(z, 0) + log1p(e^{−|z|}), stable for large |z|.
-        const T data_loss =
-            (z.array().max(T(0)) + (-z.array().abs()).exp().log1p() - y_.template cast<T>().array() * z.array())
-                .sum() / m;
-        const Vec<T> residual = (T(1) / (T(1) + (-z.array()).exp())).matrix() - y_.template cast<T>();
+        const T data_loss = (z.array().max(T(0)) + (-z.array().abs()).exp().log1p()
+                             - y_.template cast<T>().array() * z.array())
+                                .sum()
+                            / m;
+        const Vec<T> residual =
+            (T(1) / (T(1) + (-z.array()).exp())).matrix() - y_.template cast<T>();
         grad = X_.template cast<T>().transpose() * residual / m + T(lambda_) * w;
         return data_loss + T(0.5) * T(lambda_) * w.squaredNorm();
     }
@@ -80,15 +84,18 @@ private:
         Vec<double> w = Vec<double>::Zero(size()), g(size());
         for (int it = 0; it < 100; ++it) {
             value_and_gradient<double>(w, g);
-            if (g.norm() < 1e-13) return w.template cast<S>();
+            if (g.norm() < 1e-13)
+                return w.template cast<S>();
             const Vec<double> p = 1.0 / (1.0 + (-(X * w).array()).exp());
             const Vec<double> d = p.array() * (1.0 - p.array());
             Mat<double> H = X.transpose() * d.asDiagonal() * X / static_cast<double>(X.rows());
             H.diagonal().array() += static_cast<double>(lambda_);
             w -= H.ldlt().solve(g);
         }
-        throw Error(detail::concat("LogisticRegression: Newton's method did not reach the optimum "
-                                   "in 100 iterations (|g| = ", g.norm(), ")"));
+        throw Error(
+            detail::concat("LogisticRegression: Newton's method did not reach the optimum "
+                           "in 100 iterations (|g| = ",
+                           g.norm(), ")"));
     }
 
     Mat<S> X_;

@@ -4,12 +4,12 @@
 //                            to 1/condition, minimum 0 at c.
 #pragma once
 
+#include <cmath>
+#include <cstdint>
+
 #include "../core/rng.hpp"
 #include "../core/types.hpp"
 #include "../core/validate.hpp"
-
-#include <cmath>
-#include <cstdint>
 
 namespace scaltra::problems {
 

@@ -14,8 +14,10 @@ struct Rosenbrock {
     S a = S(1);
     S b = S(100);
 
-    explicit Rosenbrock(Index dimension = 2, S a_ = S(1), S b_ = S(100)) : n(dimension), a(a_), b(b_) {
-        if (n < 2) throw InvalidArgument(detail::concat("Invalid n: must be at least 2, got ", n));
+    explicit Rosenbrock(Index dimension = 2, S a_ = S(1), S b_ = S(100))
+        : n(dimension), a(a_), b(b_) {
+        if (n < 2)
+            throw InvalidArgument(detail::concat("Invalid n: must be at least 2, got ", n));
         if (n > 2 && a != S(1))
             throw InvalidArgument(detail::concat(
                 "Invalid a: the n-D Rosenbrock function (n > 2) needs a = 1, got ", a));
@@ -40,13 +42,15 @@ struct Rosenbrock {
     /// The classic start (−1.2, 1, −1.2, 1, …).
     Vec<S> initial_point() const {
         Vec<S> x(n);
-        for (Index i = 0; i < n; ++i) x[i] = i % 2 == 0 ? S(-1.2) : S(1);
+        for (Index i = 0; i < n; ++i)
+            x[i] = i % 2 == 0 ? S(-1.2) : S(1);
         return x;
     }
 
     /// The minimiser: (a, a²) in 2-D, all ones in n-D.
     Vec<S> optimum() const {
-        if (n == 2) return Vec<S>{{a, a * a}};
+        if (n == 2)
+            return Vec<S>{{a, a * a}};
         return Vec<S>::Ones(n);
     }
 

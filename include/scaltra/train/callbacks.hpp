@@ -2,11 +2,6 @@
 // Each is a small class with one or two hooks; see hooks.hpp for the hooks.
 #pragma once
 
-#include "../core/error.hpp"
-#include "../core/types.hpp"
-#include "../core/validate.hpp"
-#include "progress.hpp"
-
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -17,6 +12,11 @@
 #include <memory>
 #include <ostream>
 #include <string>
+
+#include "../core/error.hpp"
+#include "../core/types.hpp"
+#include "../core/validate.hpp"
+#include "progress.hpp"
 
 namespace scaltra {
 
@@ -51,7 +51,8 @@ public:
 
     template <class Opt, class S>
     void on_step(const Opt&, const Progress<S>& p, const Eigen::Ref<const Vec<S>>&) {
-        if (p.iteration % every_ != 0) return;
+        if (p.iteration % every_ != 0)
+            return;
         *out_ << "step " << p.iteration << "  loss " << p.loss << "  |g| " << p.gradient_norm
               << '\n';
     }
@@ -65,13 +66,15 @@ private:
 /// time to go and the latest loss, redrawn at most ten times a second.
 class ProgressBar {
 public:
-    explicit ProgressBar(std::ostream& out = std::cerr, int width = 30) : out_(&out), width_(width) {
+    explicit ProgressBar(std::ostream& out = std::cerr, int width = 30)
+        : out_(&out), width_(width) {
         detail::require_positive("width", width_);
     }
 
     template <class Opt, class S>
     void on_step(const Opt&, const Progress<S>& p, const Eigen::Ref<const Vec<S>>&) {
-        if (p.elapsed_seconds - last_draw_ < 0.1 && p.iteration != p.max_iterations) return;
+        if (p.elapsed_seconds - last_draw_ < 0.1 && p.iteration != p.max_iterations)
+            return;
         last_draw_ = p.elapsed_seconds;
         draw(p.iteration, p.max_iterations, p.elapsed_seconds, static_cast<double>(p.loss));
     }
@@ -84,7 +87,8 @@ public:
 
 private:
     void draw(std::int64_t done, std::int64_t total, double seconds, double loss) {
-        const double fraction = total > 0 ? static_cast<double>(done) / static_cast<double>(total) : 1;
+        const double fraction =
+            total > 0 ? static_cast<double>(done) / static_cast<double>(total) : 1;
         const int filled = static_cast<int>(fraction * width_);
         const double rate = seconds > 0 ? static_cast<double>(done) / seconds : 0;
         const double eta = rate > 0 ? static_cast<double>(total - done) / rate : 0;
@@ -138,7 +142,8 @@ public:
     template <class Opt>
     void on_evaluate(const Opt&, const Progress<S>& p, const Eigen::Ref<const Vec<S>>& x,
                      const Eigen::Ref<Vec<S>>&) {
-        if (!(p.loss < best_loss_)) return;
+        if (!(p.loss < best_loss_))
+            return;
         best_loss_ = p.loss;
         best_ = x;  // reallocates only when the size changes
     }
@@ -193,7 +198,8 @@ public:
     explicit CsvLogger(const std::string& path, std::int64_t every = 1) : every_(every) {
         detail::require_positive("every", every_);  // before the file is truncated
         file_ = std::make_unique<std::ofstream>(path);
-        if (!*file_) throw Error(detail::concat("CsvLogger: cannot open '", path, "' for writing"));
+        if (!*file_)
+            throw Error(detail::concat("CsvLogger: cannot open '", path, "' for writing"));
         out_ = file_.get();
     }
     explicit CsvLogger(std::ostream& out, std::int64_t every = 1) : every_(every), out_(&out) {
@@ -207,7 +213,8 @@ public:
 
     template <class Opt, class S>
     void on_step(const Opt&, const Progress<S>& p, const Eigen::Ref<const Vec<S>>&) {
-        if (p.iteration % every_ != 0) return;
+        if (p.iteration % every_ != 0)
+            return;
         const detail::FormatGuard keep_format(*out_);
         *out_ << p.iteration << ',' << std::setprecision(std::numeric_limits<S>::max_digits10)
               << p.loss << ',' << p.gradient_norm << ',' << std::setprecision(6)

@@ -15,11 +15,11 @@
 // silently ignored.
 #pragma once
 
-#include "../core/types.hpp"
-#include "progress.hpp"
-
 #include <type_traits>
 #include <utility>
+
+#include "../core/types.hpp"
+#include "progress.hpp"
 
 namespace scaltra::detail {
 
@@ -34,19 +34,20 @@ struct HookProbe : C, HookNames {};
 template <class C>
 concept Derivable = std::is_class_v<C> && !std::is_final_v<C>;
 
-#define SCALTRA_DEFINE_HOOK(hook)                                                              \
-    struct hook##_hook {                                                                      \
-        template <class C>                                                                    \
-        static constexpr bool declared =                                                      \
-            Derivable<std::remove_cvref_t<C>> &&                                              \
-            !requires { &HookProbe<std::remove_cvref_t<C>>::hook; };                          \
-        template <class C, class... A>                                                        \
-        static constexpr bool callable =                                                      \
-            requires(C& c, A&&... a) { c.hook(std::forward<A>(a)...); };                      \
-        template <class C, class... A>                                                        \
-        static decltype(auto) call(C& c, A&&... a) {                                          \
-            return c.hook(std::forward<A>(a)...);                                             \
-        }                                                                                     \
+#define SCALTRA_DEFINE_HOOK(hook)                                                         \
+    struct hook##_hook {                                                                  \
+        template <class C>                                                                \
+        static constexpr bool declared = Derivable<std::remove_cvref_t<C>> && !requires { \
+            &HookProbe<std::remove_cvref_t<C>>::hook;                                     \
+        };                                                                                \
+        template <class C, class... A>                                                    \
+        static constexpr bool callable = requires(C & c, A&&... a) {                      \
+            c.hook(std::forward<A>(a)...);                                                \
+        };                                                                                \
+        template <class C, class... A>                                                    \
+        static decltype(auto) call(C& c, A&&... a) {                                      \
+            return c.hook(std::forward<A>(a)...);                                         \
+        }                                                                                 \
     };
 SCALTRA_DEFINE_HOOK(on_begin)
 SCALTRA_DEFINE_HOOK(on_evaluate)
@@ -81,21 +82,20 @@ constexpr bool hook_present = Hook::template callable<C, A...> || Hook::template
 /// C (as passed, so const-ness counts) is a callback for optimizer Opt on scalar S:
 /// it has at least one hook and the driver can call every hook it declares.
 template <class C, class Opt, class S>
-constexpr bool valid_callback = [] {
-    using P = const Progress<S>&;
-    using X = const Eigen::Ref<const Vec<S>>&;
-    using G = Eigen::Ref<Vec<S>>&;
-    const bool usable = hook_usable<on_begin_hook, C, Opt&, P, X> &&
-                        hook_usable<on_evaluate_hook, C, Opt&, P, X, G> &&
-                        hook_usable<on_step_hook, C, Opt&, P, X> &&
-                        hook_usable<on_epoch_end_hook, C, Opt&, P, X> &&
-                        hook_usable<on_end_hook, C, Opt&, P, X>;
-    const bool present = hook_present<on_begin_hook, C, Opt&, P, X> ||
-                         hook_present<on_evaluate_hook, C, Opt&, P, X, G> ||
-                         hook_present<on_step_hook, C, Opt&, P, X> ||
-                         hook_present<on_epoch_end_hook, C, Opt&, P, X> ||
-                         hook_present<on_end_hook, C, Opt&, P, X>;
-    return usable && present;
-}();
+constexpr bool valid_callback =
+    [] {
+        using P = const Progress<S>&;
+        using X = const Eigen::Ref<const Vec<S>>&;
+        using G = Eigen::Ref<Vec<S>>&;
+        const bool usable =
+            hook_usable<
+                on_begin_hook, C, Opt&, P,
+                X> && hook_usable<on_evaluate_hook, C, Opt&, P, X, G> && hook_usable<on_step_hook, C, Opt&, P, X> && hook_usable<on_epoch_end_hook, C, Opt&, P, X> && hook_usable<on_end_hook, C, Opt&, P, X>;
+        const bool present =
+            hook_present<
+                on_begin_hook, C, Opt&, P,
+                X> || hook_present<on_evaluate_hook, C, Opt&, P, X, G> || hook_present<on_step_hook, C, Opt&, P, X> || hook_present<on_epoch_end_hook, C, Opt&, P, X> || hook_present<on_end_hook, C, Opt&, P, X>;
+        return usable && present;
+    }();
 
 }  // namespace scaltra::detail

@@ -11,12 +11,6 @@
 // from (as torch's loss before optimizer.step()).
 #pragma once
 
-#include "../core/concepts.hpp"
-#include "../core/error.hpp"
-#include "../core/validate.hpp"
-#include "hooks.hpp"
-#include "progress.hpp"
-
 #include <chrono>
 #include <cmath>
 #include <concepts>
@@ -24,6 +18,12 @@
 #include <limits>
 #include <type_traits>
 #include <utility>
+
+#include "../core/concepts.hpp"
+#include "../core/error.hpp"
+#include "../core/validate.hpp"
+#include "hooks.hpp"
+#include "progress.hpp"
 
 namespace scaltra {
 
@@ -46,11 +46,9 @@ struct ConvergedSignal {};
 }  // namespace detail
 
 template <Optimizer Opt, class F, class... Callbacks>
-    requires Objective<F, typename Opt::Scalar>
-MinimizeResult<typename Opt::Scalar> minimize(Opt& opt, F&& f,
-                                              Eigen::Ref<Vec<typename Opt::Scalar>> x,
-                                              const MinimizeOptions& options,
-                                              Callbacks&&... callbacks) {
+requires Objective<F, typename Opt::Scalar> MinimizeResult<typename Opt::Scalar> minimize(
+    Opt& opt, F&& f, Eigen::Ref<Vec<typename Opt::Scalar>> x, const MinimizeOptions& options,
+    Callbacks&&... callbacks) {
     using S = typename Opt::Scalar;
     static_assert((detail::valid_callback<std::remove_reference_t<Callbacks>, Opt, S> && ...),
                   "a callback passed to minimize has no hook, or a hook the driver cannot call "
@@ -67,8 +65,8 @@ MinimizeResult<typename Opt::Scalar> minimize(Opt& opt, F&& f,
     const Progress<S>& seen = progress;
 
     bool stop = false;
-    bool in_step = false;       // convergence may end a step, not the final evaluation
-    bool last_finite = true;    // the latest loss and gradient were finite
+    bool in_step = false;     // convergence may end a step, not the final evaluation
+    bool last_finite = true;  // the latest loss and gradient were finite
     auto objective = [&](const Eigen::Ref<const Vec<S>>& at, Eigen::Ref<Vec<S>> grad) -> S {
         ++progress.objective_calls;
         const auto loss = static_cast<S>(f(at, grad));
@@ -78,8 +76,8 @@ MinimizeResult<typename Opt::Scalar> minimize(Opt& opt, F&& f,
         last_finite = std::isfinite(loss) && detail::all_finite(grad);
         ((stop |= detail::invoke_hook<detail::on_evaluate_hook>(callbacks, opt, seen, at, grad)),
          ...);
-        if (in_step && last_finite &&
-            static_cast<double>(progress.gradient_norm) <= options.gradient_tolerance)
+        if (in_step && last_finite
+            && static_cast<double>(progress.gradient_norm) <= options.gradient_tolerance)
             throw detail::ConvergedSignal{};
         return loss;
     };
@@ -119,7 +117,8 @@ MinimizeResult<typename Opt::Scalar> minimize(Opt& opt, F&& f,
             ((stop |= detail::invoke_hook<detail::on_epoch_end_hook>(callbacks, opt, seen, x_view)),
              ...);
         }
-        if (stop) status = Status::stopped_by_callback;
+        if (stop)
+            status = Status::stopped_by_callback;
     }
     in_step = false;
 
@@ -128,21 +127,26 @@ MinimizeResult<typename Opt::Scalar> minimize(Opt& opt, F&& f,
         // converged point was just evaluated.
         Vec<S> grad = Vec<S>::Zero(x.size());
         objective(x_view, grad);
-        if (!last_finite) status = Status::non_finite;
+        if (!last_finite)
+            status = Status::non_finite;
     }
     ((detail::invoke_hook<detail::on_end_hook>(callbacks, opt, seen, x_view)), ...);
-    return {progress.loss,           progress.gradient_norm, progress.iteration,
-            progress.objective_calls, progress.skipped_steps, status,
+    return {progress.loss,
+            progress.gradient_norm,
+            progress.iteration,
+            progress.objective_calls,
+            progress.skipped_steps,
+            status,
             elapsed()};
 }
 
 /// minimize with the default MinimizeOptions.
 template <Optimizer Opt, class F, class... Callbacks>
-    requires Objective<F, typename Opt::Scalar> &&
-             (!std::same_as<std::remove_cvref_t<Callbacks>, MinimizeOptions> && ...)
-MinimizeResult<typename Opt::Scalar> minimize(Opt& opt, F&& f,
-                                              Eigen::Ref<Vec<typename Opt::Scalar>> x,
-                                              Callbacks&&... callbacks) {
+requires Objective<F, typename Opt::Scalar> &&(
+    !std::same_as<std::remove_cvref_t<Callbacks>, MinimizeOptions> && ...)
+    MinimizeResult<typename Opt::Scalar> minimize(Opt& opt, F&& f,
+                                                  Eigen::Ref<Vec<typename Opt::Scalar>> x,
+                                                  Callbacks&&... callbacks) {
     return minimize(opt, std::forward<F>(f), x, MinimizeOptions{},
                     std::forward<Callbacks>(callbacks)...);
 }

@@ -69,8 +69,8 @@ public:
     }
 
     /// Evaluates f at x, then moves x by the derived rule; returns the loss at the incoming x.
-    template <class F>
-    requires Objective<F, S> S step(Eigen::Ref<Vec<S>> x, F&& f) {
+    template <Objective<S> F>
+    S step(Eigen::Ref<Vec<S>> x, F&& f) {
         detail::require_size("x", x.size(), layout_.size());
         const Eigen::Ref<const Vec<S>> x_in(x);
         grad_.setZero();  // objectives may accumulate into it, as after torch's zero_grad()

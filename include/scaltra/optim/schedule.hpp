@@ -19,17 +19,22 @@
 
 namespace scaltra {
 
+template <class T>
+concept Number = std::is_arithmetic_v<T>;
+
+/// A callable t ↦ lr(t) of the step index.
+template <class F>
+concept ScheduleFunction = !Number<F> && std::is_invocable_r_v<double, const F&, std::int64_t>;
+
 /// A constant learning rate or a schedule t ↦ lr(t).
 template <Real S>
 class LearningRate {
 public:
-    template <class T>
-    requires std::is_arithmetic_v<T> LearningRate(T value)
-        : value_(static_cast<S>(value)) {}  // NOLINT: numbers convert
+    template <Number T>
+    LearningRate(T value) : value_(static_cast<S>(value)) {}  // NOLINT: numbers convert
 
-    template <class F>
-    requires(!std::is_arithmetic_v<F> && std::is_invocable_r_v<double, const F&, std::int64_t>)
-        LearningRate(F schedule)  // NOLINT: schedules convert
+    template <ScheduleFunction F>
+    LearningRate(F schedule)  // NOLINT: schedules convert
         : schedule_(
             [s = std::move(schedule)](std::int64_t t) { return static_cast<double>(s(t)); }) {}
 

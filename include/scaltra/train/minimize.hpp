@@ -43,12 +43,16 @@ namespace detail {
 /// Thrown by the driver's objective wrapper to end a step before the optimizer
 /// moves: x then stays at the point whose gradient met the tolerance.
 struct ConvergedSignal {};
+
+template <class C>
+concept NotOptions = !std::same_as<std::remove_cvref_t<C>, MinimizeOptions>;
 }  // namespace detail
 
-template <Optimizer Opt, class F, class... Callbacks>
-requires Objective<F, typename Opt::Scalar> MinimizeResult<typename Opt::Scalar> minimize(
-    Opt& opt, F&& f, Eigen::Ref<Vec<typename Opt::Scalar>> x, const MinimizeOptions& options,
-    Callbacks&&... callbacks) {
+template <Optimizer Opt, Objective<typename Opt::Scalar> F, class... Callbacks>
+MinimizeResult<typename Opt::Scalar> minimize(Opt& opt, F&& f,
+                                              Eigen::Ref<Vec<typename Opt::Scalar>> x,
+                                              const MinimizeOptions& options,
+                                              Callbacks&&... callbacks) {
     using S = typename Opt::Scalar;
     static_assert((detail::valid_callback<std::remove_reference_t<Callbacks>, Opt, S> && ...),
                   "a callback passed to minimize has no hook, or a hook the driver cannot call "
@@ -141,12 +145,10 @@ requires Objective<F, typename Opt::Scalar> MinimizeResult<typename Opt::Scalar>
 }
 
 /// minimize with the default MinimizeOptions.
-template <Optimizer Opt, class F, class... Callbacks>
-requires Objective<F, typename Opt::Scalar> &&(
-    !std::same_as<std::remove_cvref_t<Callbacks>, MinimizeOptions> && ...)
-    MinimizeResult<typename Opt::Scalar> minimize(Opt& opt, F&& f,
-                                                  Eigen::Ref<Vec<typename Opt::Scalar>> x,
-                                                  Callbacks&&... callbacks) {
+template <Optimizer Opt, Objective<typename Opt::Scalar> F, detail::NotOptions... Callbacks>
+MinimizeResult<typename Opt::Scalar> minimize(Opt& opt, F&& f,
+                                              Eigen::Ref<Vec<typename Opt::Scalar>> x,
+                                              Callbacks&&... callbacks) {
     return minimize(opt, std::forward<F>(f), x, MinimizeOptions{},
                     std::forward<Callbacks>(callbacks)...);
 }

@@ -15,6 +15,8 @@
 // silently ignored.
 #pragma once
 
+#include <algorithm>
+#include <functional>
 #include <type_traits>
 #include <utility>
 
@@ -82,20 +84,24 @@ constexpr bool hook_present = Hook::template callable<C, A...> || Hook::template
 /// C (as passed, so const-ness counts) is a callback for optimizer Opt on scalar S:
 /// it has at least one hook and the driver can call every hook it declares.
 template <class C, class Opt, class S>
-constexpr bool valid_callback =
-    [] {
-        using P = const Progress<S>&;
-        using X = const Eigen::Ref<const Vec<S>>&;
-        using G = Eigen::Ref<Vec<S>>&;
-        const bool usable =
-            hook_usable<
-                on_begin_hook, C, Opt&, P,
-                X> && hook_usable<on_evaluate_hook, C, Opt&, P, X, G> && hook_usable<on_step_hook, C, Opt&, P, X> && hook_usable<on_epoch_end_hook, C, Opt&, P, X> && hook_usable<on_end_hook, C, Opt&, P, X>;
-        const bool present =
-            hook_present<
-                on_begin_hook, C, Opt&, P,
-                X> || hook_present<on_evaluate_hook, C, Opt&, P, X, G> || hook_present<on_step_hook, C, Opt&, P, X> || hook_present<on_epoch_end_hook, C, Opt&, P, X> || hook_present<on_end_hook, C, Opt&, P, X>;
-        return usable && present;
-    }();
+constexpr bool valid_callback = [] {
+    using P = const Progress<S>&;
+    using X = const Eigen::Ref<const Vec<S>>&;
+    using G = Eigen::Ref<Vec<S>>&;
+    constexpr bool usable[] = {
+        hook_usable<on_begin_hook, C, Opt&, P, X>, hook_usable<on_evaluate_hook, C, Opt&, P, X, G>,
+        hook_usable<on_step_hook, C, Opt&, P, X>,  hook_usable<on_epoch_end_hook, C, Opt&, P, X>,
+        hook_usable<on_end_hook, C, Opt&, P, X>,
+    };
+    constexpr bool present[] = {
+        hook_present<on_begin_hook, C, Opt&, P, X>,
+        hook_present<on_evaluate_hook, C, Opt&, P, X, G>,
+        hook_present<on_step_hook, C, Opt&, P, X>,
+        hook_present<on_epoch_end_hook, C, Opt&, P, X>,
+        hook_present<on_end_hook, C, Opt&, P, X>,
+    };
+    return std::ranges::all_of(usable, std::identity{})
+           && std::ranges::any_of(present, std::identity{});
+}();
 
 }  // namespace scaltra::detail

@@ -80,7 +80,8 @@ static_assert(scaltra::detail::valid_callback<CountHooks, AdamD, double>);
 static_assert(scaltra::detail::valid_callback<scaltra::PrintLoss, AdamD, double>);
 static_assert(scaltra::detail::valid_callback<const scaltra::TimeLimit, AdamD, double>);
 static_assert(!scaltra::detail::valid_callback<NoHooks, AdamD, double>, "no hook at all");
-static_assert(!scaltra::detail::valid_callback<const scaltra::PrintLoss, AdamD, double>,
+static_assert(scaltra::detail::valid_callback<const scaltra::PrintLoss, AdamD, double>);
+static_assert(!scaltra::detail::valid_callback<const scaltra::EarlyStopAtMinLoss, AdamD, double>,
               "a const callback whose hook is not const");
 static_assert(!scaltra::detail::valid_callback<MutableProgress, AdamD, double>,
               "a hook with a parameter the driver cannot pass");

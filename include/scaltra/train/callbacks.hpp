@@ -50,7 +50,7 @@ public:
     }
 
     template <class Opt, class S>
-    void on_step(const Opt&, const Progress<S>& p, const Eigen::Ref<const Vec<S>>&) {
+    void on_step(const Opt&, const Progress<S>& p, const Eigen::Ref<const Vec<S>>&) const {
         if (p.iteration % every_ != 0)
             return;
         *out_ << "step " << p.iteration << "  loss " << p.loss << "  |g| " << p.gradient_norm

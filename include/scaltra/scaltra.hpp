@@ -1,6 +1,7 @@
 // scaltra: meta-learned optimizers on Eigen. Includes everything but dist/.
 #pragma once
 
+#include "autodiff.hpp"
 #include "core.hpp"
 #include "optim.hpp"
 #include "problems.hpp"

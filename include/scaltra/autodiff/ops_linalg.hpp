@@ -1,0 +1,176 @@
+// Products and reductions: matmul with either operand transposed, sum, mean,
+// dot, squared norm, and the block-diagonal product by k×k blocks (LODO).
+#pragma once
+
+#include "ops_elementwise.hpp"
+
+namespace scaltra::ad {
+namespace detail {
+
+// y = op(A)·op(B) with op = transpose when iparam[0] (A) / iparam[1] (B) is set.
+template <class S>
+void matmul_backward(Tape<S>& t, const Node<S>& n) {
+    auto dy = t.adjoint(n);
+    auto A = t.value_in(n, 0);
+    auto B = t.value_in(n, 1);
+    auto dA = t.adjoint_in(n, 0);
+    auto dB = t.adjoint_in(n, 1);
+    const bool ta = n.iparam[0] != 0, tb = n.iparam[1] != 0;
+    // d op(A) = dy·op(B)ᵀ, d op(B) = op(A)ᵀ·dy.
+    if (!ta && !tb) {
+        dA.noalias() += dy * B.transpose();
+        dB.noalias() += A.transpose() * dy;
+    } else if (ta && !tb) {
+        dA.noalias() += B * dy.transpose();
+        dB.noalias() += A * dy;
+    } else if (!ta && tb) {
+        dA.noalias() += dy * B;
+        dB.noalias() += dy.transpose() * A;
+    } else {
+        dA.noalias() += B.transpose() * dy.transpose();
+        dB.noalias() += dy.transpose() * A.transpose();
+    }
+}
+
+template <class S>
+void sum_backward(Tape<S>& t, const Node<S>& n) {
+    t.adjoint_in(n, 0).array() += n.param * t.adjoint(n)(0, 0);  // param: 1 (sum) or 1/size (mean)
+}
+
+template <class S>
+void dot_backward(Tape<S>& t, const Node<S>& n) {
+    const S dy = t.adjoint(n)(0, 0);
+    t.adjoint_in(n, 0) += dy * t.value_in(n, 1);
+    t.adjoint_in(n, 1) += dy * t.value_in(n, 0);
+}
+
+template <class S>
+void squared_norm_backward(Tape<S>& t, const Node<S>& n) {
+    t.adjoint_in(n, 0) += (S(2) * t.adjoint(n)(0, 0)) * t.value_in(n, 0);
+}
+
+// y_j = W_j v_j (or W_jᵀ v_j when iparam[0]) for the k-row slices j of v, with
+// W = [W_0 | W_1 | …] of k×h; k = iparam[1].
+template <class S>
+void block_diag_backward(Tape<S>& t, const Node<S>& n) {
+    auto dy = t.adjoint(n);
+    auto W = t.value_in(n, 0);
+    auto v = t.value_in(n, 1);
+    auto dW = t.adjoint_in(n, 0);
+    auto dv = t.adjoint_in(n, 1);
+    const Index k = n.iparam[1];
+    const bool transposed = n.iparam[0] != 0;
+    for (Index j = 0; j * k < v.rows(); ++j) {
+        auto Wj = W.middleCols(j * k, k);
+        auto dWj = dW.middleCols(j * k, k);
+        auto vj = v.middleRows(j * k, k);
+        auto dyj = dy.middleRows(j * k, k);
+        if (transposed) {
+            dWj.noalias() += vj * dyj.transpose();
+            dv.middleRows(j * k, k).noalias() += Wj * dyj;
+        } else {
+            dWj.noalias() += dyj * vj.transpose();
+            dv.middleRows(j * k, k).noalias() += Wj.transpose() * dyj;
+        }
+    }
+}
+
+}  // namespace detail
+
+/// op(a)·op(b), where op transposes when the flag is set.
+template <class S>
+Var<S> matmul(const Var<S>& a, const Var<S>& b, bool transpose_a = false,
+              bool transpose_b = false) {
+    const Index m = transpose_a ? a.cols() : a.rows();
+    const Index ka = transpose_a ? a.rows() : a.cols();
+    const Index kb = transpose_b ? b.cols() : b.rows();
+    const Index n = transpose_b ? b.rows() : b.cols();
+    if (ka != kb)
+        detail::shape_error("matmul", a, b,
+                            transpose_a || transpose_b
+                                ? "(with the transposes asked for) have different inner sizes"
+                                : "have different inner sizes");
+    Tape<S>& t = a.tape();
+    Var<S> y = t.push(m, n, &detail::matmul_backward<S>, {a, b});
+    t.node(y).iparam[0] = transpose_a;
+    t.node(y).iparam[1] = transpose_b;
+    auto out = t.value(y);
+    auto A = t.value(a);
+    auto B = t.value(b);
+    if (!transpose_a && !transpose_b)
+        out.noalias() = A * B;
+    else if (transpose_a && !transpose_b)
+        out.noalias() = A.transpose() * B;
+    else if (!transpose_a && transpose_b)
+        out.noalias() = A * B.transpose();
+    else
+        out.noalias() = A.transpose() * B.transpose();
+    return y;
+}
+
+/// Σ of all elements (1×1).
+template <class S>
+Var<S> sum(const Var<S>& a) {
+    Tape<S>& t = a.tape();
+    Var<S> y = t.push(1, 1, &detail::sum_backward<S>, {a});
+    t.node(y).param = S(1);
+    t.value(y)(0, 0) = t.value(a).sum();
+    return y;
+}
+
+/// Mean of all elements (1×1).
+template <class S>
+Var<S> mean(const Var<S>& a) {
+    Tape<S>& t = a.tape();
+    Var<S> y = t.push(1, 1, &detail::sum_backward<S>, {a});
+    t.node(y).param = S(1) / static_cast<S>(a.rows() * a.cols());
+    t.value(y)(0, 0) = t.value(a).mean();
+    return y;
+}
+
+/// ⟨a, b⟩ = Σ aᵢⱼbᵢⱼ (1×1).
+template <class S>
+Var<S> dot(const Var<S>& a, const Var<S>& b) {
+    if (a.rows() != b.rows() || a.cols() != b.cols())
+        detail::shape_error("dot", a, b, "must be equal");
+    Tape<S>& t = a.tape();
+    Var<S> y = t.push(1, 1, &detail::dot_backward<S>, {a, b});
+    t.value(y)(0, 0) = t.value(a).cwiseProduct(t.value(b)).sum();
+    return y;
+}
+
+/// ‖a‖²_F (1×1).
+template <class S>
+Var<S> squared_norm(const Var<S>& a) {
+    Tape<S>& t = a.tape();
+    Var<S> y = t.push(1, 1, &detail::squared_norm_backward<S>, {a});
+    t.value(y)(0, 0) = t.value(a).squaredNorm();
+    return y;
+}
+
+/// blockdiag(W_0, W_1, …)·v, or its transpose's product when `transpose`: W is
+/// k×h holding h/k blocks of k×k side by side, v is h×c. Cost 2·h·k·c.
+template <class S>
+Var<S> block_diag_mul(const Var<S>& W, const Var<S>& v, bool transpose = false) {
+    const Index k = W.rows();
+    if (W.cols() != v.rows() || v.rows() % k != 0)
+        detail::shape_error("block_diag_mul", W, v,
+                            "do not fit: W must be k×h holding h/k blocks, v h×c");
+    Tape<S>& t = W.tape();
+    Var<S> y = t.push(v.rows(), v.cols(), &detail::block_diag_backward<S>, {W, v});
+    t.node(y).iparam[0] = transpose;
+    t.node(y).iparam[1] = k;
+    auto out = t.value(y);
+    auto Wv = t.value(W);
+    auto vv = t.value(v);
+    for (Index j = 0; j * k < vv.rows(); ++j) {
+        if (transpose)
+            out.middleRows(j * k, k).noalias() =
+                Wv.middleCols(j * k, k).transpose() * vv.middleRows(j * k, k);
+        else
+            out.middleRows(j * k, k).noalias() = Wv.middleCols(j * k, k) * vv.middleRows(j * k, k);
+    }
+    return y;
+}
+
+}  // namespace scaltra::ad

@@ -25,6 +25,7 @@ void on_eigen_assert(const char* condition) {
 #define EIGEN_RUNTIME_NO_MALLOC
 #define eigen_assert(x) ((x) ? static_cast<void>(0) : on_eigen_assert(#x))
 
+#include <scaltra/autodiff.hpp>
 #include <scaltra/optim.hpp>
 #include <scaltra/problems.hpp>
 
@@ -95,4 +96,45 @@ TEMPLATE_TEST_CASE("no heap allocation per step after the first", "[optim][alloc
     CHECK(allocations_per_steps(adamw, 20) == 0);
     CHECK(allocations_per_steps(rmsprop, 20) == 0);
     CHECK(allocations_per_steps(adagrad, 20) == 0);
+}
+
+TEMPLATE_TEST_CASE("an MLP forward and backward on the tape allocates nothing after the first",
+                   "[autodiff][alloc]", float, double) {
+    using S = TestType;
+    namespace ad = scaltra::ad;
+    // 784-256-128-10 with ReLU and softmax cross-entropy, batch 128.
+    scaltra::Layout layout;
+    layout.add("W1", 256, 784).add("b1", 256).add("W2", 128, 256).add("b2", 128);
+    layout.add("W3", 10, 128).add("b3", 10);
+    scaltra::Rng rng(3);
+    const scaltra::Vec<S> w = rng.normal_vector<S>(layout.size(), S(0), S(0.05));
+    scaltra::Vec<S> grad = scaltra::Vec<S>::Zero(layout.size());
+    const scaltra::Mat<S> X = scaltra::Mat<S>::Random(784, 128);
+    std::vector<scaltra::Index> labels(128);
+    for (auto& l : labels)
+        l = static_cast<scaltra::Index>(rng.below(10));
+
+    ad::Tape<S> tape;
+    auto iteration = [&] {
+        tape.clear();
+        auto layer = [&](ad::Var<S> in, const char* W, const char* b) {
+            return ad::matmul(tape.leaf(w, grad, layout.at(W)), in)
+                   + tape.leaf(w, grad, layout.at(b));
+        };
+        auto h1 = ad::relu(layer(tape.leaf(X.data(), 784, 128), "W1", "b1"));
+        auto h2 = ad::relu(layer(h1, "W2", "b2"));
+        auto loss = ad::softmax_cross_entropy(layer(h2, "W3", "b3"), labels);
+        tape.backward(loss);
+        return loss.value()(0, 0);
+    };
+    const S first = iteration();
+    const long before = allocations.load();
+    Eigen::internal::set_is_malloc_allowed(false);
+    S later = 0;
+    for (int t = 0; t < 3; ++t)
+        later = iteration();
+    Eigen::internal::set_is_malloc_allowed(true);
+    CHECK(allocations.load() - before == 0);
+    CHECK(later == first);  // the same computation each time
+    CHECK(grad.allFinite());
 }

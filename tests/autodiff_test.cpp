@@ -307,3 +307,31 @@ TEST_CASE("mark and rewind: an inner recording leaves the outer one intact", "[a
     CHECK(tape.size() == 0);
     CHECK_THROWS_AS(x.value(), scaltra::InvalidArgument);
 }
+
+TEMPLATE_TEST_CASE("large products (the packed-GEMM path) match Eigen's, forward and backward",
+                   "[autodiff]", float, double) {
+    using S = TestType;
+    scaltra::Rng rng(9);
+    const Index m = 67, k = 45, n = 38;  // above the small-product threshold, odd sizes
+    for (bool ta : {false, true})
+        for (bool tb : {false, true}) {
+            INFO("transpose a " << ta << ", b " << tb);
+            const Mat<S> A = random(rng, ta ? k : m, ta ? m : k).cast<S>();
+            const Mat<S> B = random(rng, tb ? n : k, tb ? k : n).cast<S>();
+            const Mat<S> G = random(rng, m, n).cast<S>();
+            const Mat<S> opA = ta ? Mat<S>(A.transpose()) : A;
+            const Mat<S> opB = tb ? Mat<S>(B.transpose()) : B;
+            ad::Tape<S> tape;
+            for (int pass = 0; pass < 2; ++pass) {  // the second pass reuses the buffers
+                tape.clear();
+                auto a = tape.variable(A), b = tape.variable(B);
+                auto y = ad::matmul(a, b, ta, tb);
+                tape.vjp(y, G);
+                const S tol = std::is_same_v<S, float> ? S(1e-4) : S(1e-12);
+                CHECK(y.value().isApprox(opA * opB, tol));
+                const Mat<S> dopA = G * opB.transpose(), dopB = opA.transpose() * G;
+                CHECK(a.adjoint().isApprox(ta ? Mat<S>(dopA.transpose()) : dopA, tol));
+                CHECK(b.adjoint().isApprox(tb ? Mat<S>(dopB.transpose()) : dopB, tol));
+            }
+        }
+}

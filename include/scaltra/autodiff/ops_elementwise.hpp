@@ -35,16 +35,21 @@ void add_scaled_backward(Tape<S>& t, const Node<S>& n) {
     auto dy = t.adjoint(n);
     t.adjoint_in(n, 0) += dy;
     auto db = t.adjoint_in(n, 1);
-    switch (n.iparam[0]) {
-        case none:
-            db += n.param * dy;
-            break;
-        case column:
-            db += n.param * dy.rowwise().sum();
-            break;
-        default:
-            db += n.param * dy.colwise().sum();
-            break;
+    const S scale = n.param;
+    // Loops over columns rather than Eigen's colwise()/rowwise(), which would
+    // evaluate the broadcast operand into a heap temporary.
+    for (Index j = 0; j < dy.cols(); ++j) {
+        switch (n.iparam[0]) {
+            case none:
+                db.col(j) += scale * dy.col(j);
+                break;
+            case column:
+                db.col(0) += scale * dy.col(j);
+                break;
+            default:
+                db(0, j) += scale * dy.col(j).sum();
+                break;
+        }
     }
 }
 
@@ -68,16 +73,18 @@ Var<S> add_scaled(std::string_view op, const Var<S>& a, const Var<S>& b, S s) {
     auto out = t.value(y);
     auto av = t.value(a);
     auto bv = t.value(b);
-    switch (mode) {
-        case none:
-            out = av + s * bv;
-            break;
-        case column:
-            out = (av.colwise() + s * bv.col(0));
-            break;
-        default:
-            out = (av.rowwise() + s * bv.row(0));
-            break;
+    for (Index j = 0; j < out.cols(); ++j) {
+        switch (mode) {
+            case none:
+                out.col(j) = av.col(j) + s * bv.col(j);
+                break;
+            case column:
+                out.col(j) = av.col(j) + s * bv.col(0);
+                break;
+            default:
+                out.col(j) = av.col(j).array() + s * bv(0, j);
+                break;
+        }
     }
     return y;
 }

@@ -16,19 +16,20 @@ void matmul_backward(Tape<S>& t, const Node<S>& n) {
     auto dA = t.adjoint_in(n, 0);
     auto dB = t.adjoint_in(n, 1);
     const bool ta = n.iparam[0] != 0, tb = n.iparam[1] != 0;
-    // d op(A) = dy·op(B)ᵀ, d op(B) = op(A)ᵀ·dy.
+    auto& gemm = t.gemm();
+    // d op(A) = dy·op(B)ᵀ and d op(B) = op(A)ᵀ·dy, transposed back where A or B was.
     if (!ta && !tb) {
-        dA.noalias() += dy * B.transpose();
-        dB.noalias() += A.transpose() * dy;
+        gemm.multiply(dy, false, B, true, dA, true);
+        gemm.multiply(A, true, dy, false, dB, true);
     } else if (ta && !tb) {
-        dA.noalias() += B * dy.transpose();
-        dB.noalias() += A * dy;
+        gemm.multiply(B, false, dy, true, dA, true);
+        gemm.multiply(A, false, dy, false, dB, true);
     } else if (!ta && tb) {
-        dA.noalias() += dy * B;
-        dB.noalias() += dy.transpose() * A;
+        gemm.multiply(dy, false, B, false, dA, true);
+        gemm.multiply(dy, true, A, false, dB, true);
     } else {
-        dA.noalias() += B.transpose() * dy.transpose();
-        dB.noalias() += dy.transpose() * A.transpose();
+        gemm.multiply(B, true, dy, true, dA, true);
+        gemm.multiply(dy, true, A, true, dB, true);
     }
 }
 
@@ -94,17 +95,7 @@ Var<S> matmul(const Var<S>& a, const Var<S>& b, bool transpose_a = false,
     Var<S> y = t.push(m, n, &detail::matmul_backward<S>, {a, b});
     t.node(y).iparam[0] = transpose_a;
     t.node(y).iparam[1] = transpose_b;
-    auto out = t.value(y);
-    auto A = t.value(a);
-    auto B = t.value(b);
-    if (!transpose_a && !transpose_b)
-        out.noalias() = A * B;
-    else if (transpose_a && !transpose_b)
-        out.noalias() = A.transpose() * B;
-    else if (!transpose_a && transpose_b)
-        out.noalias() = A * B.transpose();
-    else
-        out.noalias() = A.transpose() * B.transpose();
+    t.gemm().multiply(t.value(a), transpose_a, t.value(b), transpose_b, t.value(y), false);
     return y;
 }
 

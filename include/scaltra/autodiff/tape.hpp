@@ -33,6 +33,7 @@
 #include "../core/layout.hpp"
 #include "../core/types.hpp"
 #include "arena.hpp"
+#include "gemm.hpp"
 
 namespace scaltra::ad {
 
@@ -234,6 +235,9 @@ public:
 
     std::size_t size() const { return nodes_.size(); }
 
+    /// Products without allocation once warmed up (used by matmul).
+    detail::GemmWorkspace<S>& gemm() { return gemm_; }
+
     /// The node behind v, after checking that v belongs to this tape and that its
     /// node has not been rewound or cleared away.
     const Node<S>& checked(const Var<S>& v) const { return nodes_[checked_index(v)]; }
@@ -276,6 +280,7 @@ private:
     detail::Arena<S> values_;
     detail::Arena<S> adjoints_;
     detail::Arena<Index> integers_;
+    detail::GemmWorkspace<S> gemm_;
     std::uint64_t serial_ = 0;
 };
 

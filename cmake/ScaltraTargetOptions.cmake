@@ -28,9 +28,9 @@ endfunction()
 function(scaltra_configure_fast_target target)
   scaltra_configure_target(${target})
   if(SCALTRA_NATIVE_ARCH)
-    # GCC 12's AVX-512 intrinsics trip a false -Wmaybe-uninitialized (GCC bug
-    # 105593, fixed in GCC 13) once Eigen vectorises with them.
+    # GCC 12's AVX-512 intrinsics trip false -W(maybe-)uninitialized warnings
+    # (GCC bug 105593, fixed in GCC 13) once Eigen vectorises with them.
     target_compile_options(${target} PRIVATE -march=native
-                           $<$<AND:$<CXX_COMPILER_ID:GNU>,$<VERSION_LESS:$<CXX_COMPILER_VERSION>,13>>:-Wno-maybe-uninitialized>)
+                           "$<$<AND:$<CXX_COMPILER_ID:GNU>,$<VERSION_LESS:$<CXX_COMPILER_VERSION>,13>>:-Wno-maybe-uninitialized;-Wno-uninitialized>")
   endif()
 endfunction()

@@ -17,19 +17,19 @@ void matmul_backward(Tape<S>& t, const Node<S>& n) {
     auto dB = t.adjoint_in(n, 1);
     const bool ta = n.iparam[0] != 0, tb = n.iparam[1] != 0;
     auto& gemm = t.gemm();
+    const bool want_a = t.wants(n, 0), want_b = t.wants(n, 1);
     // d op(A) = dy·op(B)ᵀ and d op(B) = op(A)ᵀ·dy, transposed back where A or B was.
-    if (!ta && !tb) {
-        gemm.multiply(dy, false, B, true, dA, true);
-        gemm.multiply(A, true, dy, false, dB, true);
-    } else if (ta && !tb) {
-        gemm.multiply(B, false, dy, true, dA, true);
-        gemm.multiply(A, false, dy, false, dB, true);
-    } else if (!ta && tb) {
-        gemm.multiply(dy, false, B, false, dA, true);
-        gemm.multiply(dy, true, A, false, dB, true);
-    } else {
-        gemm.multiply(B, true, dy, true, dA, true);
-        gemm.multiply(dy, true, A, true, dB, true);
+    if (want_a) {
+        if (!ta)
+            gemm.multiply(dy, false, B, !tb, dA, true);
+        else
+            gemm.multiply(B, tb, dy, true, dA, true);
+    }
+    if (want_b) {
+        if (!tb)
+            gemm.multiply(A, !ta, dy, false, dB, true);
+        else
+            gemm.multiply(dy, true, A, ta, dB, true);
     }
 }
 

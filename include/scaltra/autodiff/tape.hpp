@@ -87,6 +87,7 @@ struct Node {
     S param = S(0);                     ///< a scalar parameter of the op
     Index iparam[4] = {0, 0, 0, 0};     ///< integer parameters of the op
     Index int_offset = 0;               ///< start of the op's integers in the integer arena
+    bool needs_gradient = false;        ///< depends on a variable: backward must reach it
     std::uint64_t serial = 0;
 };
 
@@ -112,16 +113,23 @@ public:
     /// A leaf holding a copy of `value`; its gradient is read with adjoint().
     Var<S> variable(const Eigen::Ref<const Mat<S>>& value) {
         Var<S> v = push(value.rows(), value.cols());
+        nodes_.back().needs_gradient = true;
         this->value(v) = value;
         return v;
     }
 
-    /// A constant: a leaf whose adjoint is simply never used.
-    Var<S> constant(const Eigen::Ref<const Mat<S>>& value) { return variable(value); }
+    /// A constant: a leaf holding a copy of `value`, with no gradient; nothing
+    /// that depends only on constants is differentiated.
+    Var<S> constant(const Eigen::Ref<const Mat<S>>& value) {
+        Var<S> v = push(value.rows(), value.cols());
+        this->value(v) = value;
+        return v;
+    }
 
     /// A leaf viewing rows×cols elements of the caller's memory (column-major), no
-    /// copy; when `gradient` is given, backward adds this leaf's gradient there.
-    /// Both buffers must outlive the recording.
+    /// copy. With a `gradient` buffer, backward adds this leaf's gradient there;
+    /// without one the leaf is a constant (an input batch). Both buffers must
+    /// outlive the recording.
     Var<S> leaf(const S* data, Index rows, Index cols, S* gradient = nullptr) {
         if (rows <= 0 || cols <= 0)
             throw DimensionMismatch(
@@ -131,6 +139,7 @@ public:
         node.cols = cols;
         node.external_value = data;
         node.external_gradient = gradient;
+        node.needs_gradient = gradient != nullptr;
         if (gradient == nullptr)
             node.offset = allocate(rows * cols);  // its adjoint lives in the arena
         return append(node);
@@ -157,8 +166,10 @@ public:
         node.cols = cols;
         node.backward = backward;
         std::size_t k = 0;
-        for (const Var<S>& operand : operands)
+        for (const Var<S>& operand : operands) {
             node.in[k++] = checked_index(operand);
+            node.needs_gradient = node.needs_gradient || nodes_[node.in[k - 1]].needs_gradient;
+        }
         node.offset = allocate(rows * cols);
         return append(node);
     }
@@ -185,6 +196,8 @@ public:
         S* p = n.external_gradient != nullptr ? n.external_gradient : adjoints_.data() + n.offset;
         return MatMap(p, n.rows, n.cols);
     }
+    /// Whether operand k of node n needs its adjoint (a backward rule may skip it).
+    bool wants(const Node<S>& n, int k) const { return nodes_[n.in[k]].needs_gradient; }
     /// Operand k of node n.
     MatMap value_in(const Node<S>& n, int k) { return value(nodes_[n.in[k]]); }
     MatMap adjoint_in(const Node<S>& n, int k) { return adjoint(nodes_[n.in[k]]); }
@@ -271,7 +284,7 @@ private:
     void sweep(std::uint32_t root) {
         for (std::uint32_t i = root + 1; i-- > 0;) {
             const Node<S>& n = nodes_[i];
-            if (n.backward != nullptr)
+            if (n.backward != nullptr && n.needs_gradient)
                 n.backward(*this, n);
         }
     }

@@ -138,3 +138,24 @@ TEMPLATE_TEST_CASE("an MLP forward and backward on the tape allocates nothing af
     CHECK(later == first);  // the same computation each time
     CHECK(grad.allFinite());
 }
+
+TEST_CASE("repeated Hessian-vector products allocate nothing after the first",
+          "[autodiff][alloc]") {
+    namespace ad = scaltra::ad;
+    scaltra::Rng rng(4);
+    const scaltra::Index n = 64;
+    const scaltra::Mat<double> A = scaltra::Mat<double>::Random(48, n);
+    const scaltra::Mat<ad::Dual<double>> Ad = A.cast<ad::Dual<double>>();
+    auto record = [&](ad::Var<ad::Dual<double>> x) {
+        return ad::sum(ad::softplus(ad::matmul(x.tape().constant(Ad), x)));
+    };
+    const scaltra::Vec<double> x = rng.normal_vector<double>(n), v = rng.normal_vector<double>(n);
+    scaltra::Vec<double> g(n), hv(n);
+    ad::Tape<ad::Dual<double>> tape;
+    ad::hessian_vector_product<double>(tape, record, x, v, g, hv);
+    const long before = allocations.load();
+    Eigen::internal::set_is_malloc_allowed(false);
+    ad::hessian_vector_product<double>(tape, record, x, v, g, hv);
+    Eigen::internal::set_is_malloc_allowed(true);
+    CHECK(allocations.load() - before == 0);
+}

@@ -335,3 +335,51 @@ TEMPLATE_TEST_CASE("large products (the packed-GEMM path) match Eigen's, forward
             }
         }
 }
+
+TEST_CASE("Hessian-vector products equal central differences of gradients", "[autodiff][hvp]") {
+    scaltra::Rng rng(10);
+    const Index n = 12;
+    const Mat<double> W = random(rng, 5, n), A = random(rng, n, n);
+    const std::vector<Index> labels{1, 0, 2, 1};
+    // A small network-like function of x: every op kind on the way.
+    auto record = [&](auto x) {
+        using T = typename decltype(x)::Scalar;
+        auto& t = x.tape();
+        auto h = ad::tanh(ad::matmul(t.constant(W.cast<T>()), x));
+        auto stacked = ad::concat_rows(ad::softplus(x), ad::exp(h));  // 17×1
+        auto logits = ad::reshape(ad::slice(stacked, 0, 0, 16, 1), 4, 4);
+        auto quadratic = ad::dot(x, ad::matmul(t.constant(A.cast<T>()), x));
+        return ad::softmax_cross_entropy(ad::slice(logits, 0, 0, 3, 4), labels)
+               + ad::scale(quadratic, T(0.5)) + ad::sum(ad::sigmoid(ad::square(x)))
+               + ad::mean(ad::atan(h));
+    };
+    const scaltra::Vec<double> x = rng.normal_vector<double>(n), v = rng.normal_vector<double>(n);
+    ad::Tape<ad::Dual<double>> tape;
+    scaltra::Vec<double> g(n), hv(n);
+    const double f = ad::hessian_vector_product<double>(tape, record, x, v, g, hv);
+
+    auto gradient_at = [&](const scaltra::Vec<double>& at) {
+        ad::Tape<double> plain;
+        auto leaf = plain.variable(at);
+        auto root = record(leaf);
+        plain.backward(root);
+        return std::pair{root.value()(0, 0), scaltra::Vec<double>(leaf.adjoint())};
+    };
+    const auto [f0, g0] = gradient_at(x);
+    CHECK(f == Approx(f0).epsilon(1e-14));
+    CHECK((g - g0).norm() < 1e-14 * (1 + g0.norm()));
+    const double h = 1e-5;
+    const scaltra::Vec<double> fd =
+        (gradient_at(x + h * v).second - gradient_at(x - h * v).second) / (2 * h);
+    CHECK((hv - fd).norm() < 1e-7 * (1 + fd.norm()));
+
+    // On a quadratic ½xᵀAx the product is exactly ½(A + Aᵀ)v.
+    auto quad = [&](auto y) {
+        using T = typename decltype(y)::Scalar;
+        return ad::scale(ad::dot(y, ad::matmul(y.tape().constant(A.cast<T>()), y)), T(0.5));
+    };
+    ad::hessian_vector_product<double>(tape, quad, x, v, g, hv);
+    CHECK(hv.isApprox(0.5 * (A + A.transpose()) * v, 1e-12));
+    CHECK_THROWS_AS(ad::hessian_vector_product<double>(tape, quad, x, v.head(3), g, hv),
+                    scaltra::DimensionMismatch);
+}

@@ -2,6 +2,8 @@
 #pragma once
 
 #include "autodiff/check.hpp"
+#include "autodiff/dual.hpp"
+#include "autodiff/hvp.hpp"
 #include "autodiff/ops_elementwise.hpp"
 #include "autodiff/ops_linalg.hpp"
 #include "autodiff/ops_loss.hpp"

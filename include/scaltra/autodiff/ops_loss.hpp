@@ -14,7 +14,8 @@ namespace detail {
 template <class Column>
 auto log_sum_exp(const Column& z) {
     const auto m = z.maxCoeff();
-    return m + std::log((z.array() - m).exp().sum());
+    using std::log;  // and, by argument-dependent lookup, log(Dual)
+    return m + log((z.array() - m).exp().sum());
 }
 
 // L = (1/B) Σ_j [lse(z_j) − z_{l_j, j}];  ∂L/∂z_j = (softmax(z_j) − e_{l_j}) / B.

@@ -313,6 +313,9 @@ TEMPLATE_TEST_CASE("large products (the packed-GEMM path) match Eigen's, forward
     using S = TestType;
     scaltra::Rng rng(9);
     const Index m = 67, k = 45, n = 38;  // above the small-product threshold, odd sizes
+    const int threads = GENERATE(1, 2);  // with OpenMP, 2 splits C's columns between threads
+    Eigen::setNbThreads(threads);
+    INFO("threads " << threads << " (Eigen uses " << Eigen::nbThreads() << ")");
     for (bool ta : {false, true})
         for (bool tb : {false, true}) {
             INFO("transpose a " << ta << ", b " << tb);
@@ -334,6 +337,7 @@ TEMPLATE_TEST_CASE("large products (the packed-GEMM path) match Eigen's, forward
                 CHECK(b.adjoint().isApprox(tb ? Mat<S>(dopB.transpose()) : dopB, tol));
             }
         }
+    Eigen::setNbThreads(0);
 }
 
 TEST_CASE("Hessian-vector products equal central differences of gradients", "[autodiff][hvp]") {

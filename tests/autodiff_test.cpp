@@ -5,6 +5,7 @@
 
 #include <scaltra/autodiff.hpp>
 #include <scaltra/core/rng.hpp>
+#include <scaltra/optim/adam.hpp>
 
 #include <catch2/catch.hpp>
 
@@ -386,4 +387,33 @@ TEST_CASE("Hessian-vector products equal central differences of gradients", "[au
     CHECK(hv.isApprox(0.5 * (A + A.transpose()) * v, 1e-12));
     CHECK_THROWS_AS(ad::hessian_vector_product<double>(tape, quad, x, v.head(3), g, hv),
                     scaltra::DimensionMismatch);
+}
+
+TEST_CASE("a tape recording is an Objective: Adam trains a small MLP through it", "[autodiff]") {
+    scaltra::Layout layout;
+    layout.add("W1", 16, 8).add("b1", 16).add("W2", 3, 16).add("b2", 3);
+    scaltra::Rng rng(11);
+    const Mat<float> X = random(rng, 8, 32).cast<float>();
+    std::vector<Index> labels(32);
+    for (Index j = 0; j < 32; ++j)  // a learnable rule: the largest of three features
+        X.col(j).head(3).maxCoeff(&labels[static_cast<std::size_t>(j)]);
+    scaltra::Vec<float> w = rng.normal_vector<float>(layout.size(), 0.0f, 0.3f);
+    ad::Tape<float> tape;
+    auto objective = [&](const auto& at, auto& grad) {
+        tape.clear();
+        auto layer = [&](ad::Var<float> in, const char* W, const char* b) {
+            return ad::matmul(tape.leaf(at, grad, layout.at(W)), in)
+                   + tape.leaf(at, grad, layout.at(b));
+        };
+        auto h = ad::tanh(layer(tape.leaf(X.data(), 8, 32), "W1", "b1"));
+        auto loss = ad::softmax_cross_entropy(layer(h, "W2", "b2"), labels);
+        tape.backward(loss);
+        return loss.value()(0, 0);
+    };
+    scaltra::Adam<float> opt(layout, {.lr = 0.02});
+    const float first = opt.step(w, objective);
+    float last = first;
+    for (int t = 0; t < 300; ++t)
+        last = opt.step(w, objective);
+    CHECK(last < 0.2f * first);
 }

@@ -7,16 +7,18 @@
 // function pointer: no virtual calls, no std::function, no per-scalar nodes).
 //
 //     ad::Tape<float> tape;
-//     auto W = tape.leaf(w_block, grad_block);    // a view: no copy; its gradient
-//     auto X = tape.constant(batch);              //   lands in grad_block
+//     auto W = tape.leaf(w, grad, layout.at("W"));  // a view of w's block, no copy;
+//     auto X = tape.leaf(batch.data(), 784, 128);   //   its gradient lands in grad
 //     auto loss = ad::mean(ad::square(ad::matmul(W, X)));
-//     tape.backward(loss);                        // grad_block += ∂loss/∂W
-//     tape.clear();                               // keeps every buffer
+//     tape.backward(loss);                          // grad's block += ∂loss/∂W
+//     tape.clear();                                 // keeps every buffer
 //
 // Costs: a node is ~100 bytes plus its value and adjoint; values are computed
-// when recorded; backward zeroes the recorded adjoints once, then runs each
-// backward rule once. clear() and rewind() keep all capacity, so the second and
-// later recordings of the same computation allocate nothing in the tape.
+// when recorded; backward zeroes the arena adjoints once, then runs the rule of
+// every node that depends on a variable (constants and input batches are not
+// differentiated). clear() and rewind() keep all capacity and large products
+// reuse their packing buffers (gemm.hpp), so the second and later recordings of
+// the same computation allocate nothing.
 //
 // Scopes: `auto m = tape.mark(); … tape.rewind(m);` drops what was recorded after
 // the mark (an inner gradient taken inside an outer recording). A Var from a
@@ -95,7 +97,6 @@ template <class S>
 class Tape {
 public:
     using MatMap = Eigen::Map<Mat<S>>;
-    using ConstMatMap = Eigen::Map<const Mat<S>>;
 
     /// A point of the recording to come back to.
     struct Mark {

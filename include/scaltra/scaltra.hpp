@@ -3,6 +3,7 @@
 
 #include "autodiff.hpp"
 #include "core.hpp"
+#include "data.hpp"
 #include "optim.hpp"
 #include "problems.hpp"
 #include "train.hpp"

@@ -45,6 +45,12 @@ public:
     using Error::Error;
 };
 
+/// A data set or file that is not where it was looked for.
+class MissingData : public Error {
+public:
+    using Error::Error;
+};
+
 namespace detail {
 
 /// Concatenates its arguments with operator<< into a string.

@@ -1,0 +1,163 @@
+// data/: the IDX reader and the Fashion-MNIST loader on files the test writes
+// itself, valid and corrupted, gzipped and raw.
+#include <cstdint>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include <scaltra/data.hpp>
+
+#include <catch2/catch.hpp>
+#include <zlib.h>
+
+namespace fs = std::filesystem;
+using Bytes = std::vector<std::uint8_t>;
+
+namespace {
+
+/// An IDX file's bytes: magic 0 0 0x08 ndims, big-endian dims, then data.
+Bytes idx(const std::vector<std::uint32_t>& dims, const Bytes& data) {
+    Bytes out{0, 0, 0x08, static_cast<std::uint8_t>(dims.size())};
+    for (auto d : dims)
+        for (int shift : {24, 16, 8, 0})
+            out.push_back(static_cast<std::uint8_t>(d >> shift));
+    out.insert(out.end(), data.begin(), data.end());
+    return out;
+}
+
+void write_raw(const fs::path& path, const Bytes& bytes) {
+    std::ofstream(path, std::ios::binary)
+        .write(reinterpret_cast<const char*>(bytes.data()),
+               static_cast<std::streamsize>(bytes.size()));
+}
+
+void write_gz(const fs::path& path, const Bytes& bytes) {
+    gzFile f = gzopen(path.c_str(), "wb");
+    REQUIRE(f != nullptr);
+    REQUIRE(gzwrite(f, bytes.data(), static_cast<unsigned>(bytes.size()))
+            == static_cast<int>(bytes.size()));
+    gzclose(f);
+}
+
+struct TempDir {
+    fs::path path;
+    TempDir()
+        : path(fs::temp_directory_path() / ("scaltra_data_test_" + std::to_string(::getpid()))) {
+        fs::create_directories(path);
+    }
+    ~TempDir() { fs::remove_all(path); }
+};
+
+/// The message of the exception of type E that f throws ("" and a failure if none).
+template <class E, class F>
+std::string message_of(F&& f) {
+    try {
+        f();
+    } catch (const E& e) {
+        return e.what();
+    }
+    FAIL_CHECK("no exception of the expected type");
+    return "";
+}
+
+Bytes pattern(std::size_t n, std::uint8_t modulo = 251) {
+    Bytes b(n);
+    for (std::size_t i = 0; i < n; ++i)
+        b[i] = static_cast<std::uint8_t>(i % modulo);
+    return b;
+}
+
+}  // namespace
+
+TEST_CASE("IDX files load, gzipped or raw", "[data]") {
+    TempDir dir;
+    const Bytes data = pattern(2 * 3 * 4);
+    write_raw(dir.path / "a.idx", idx({2, 3, 4}, data));
+    write_gz(dir.path / "a.idx.gz", idx({2, 3, 4}, data));
+    for (const char* name : {"a.idx", "a.idx.gz"}) {
+        const auto array = scaltra::data::read_idx((dir.path / name).string());
+        CHECK(array.dims == std::vector<std::uint32_t>{2, 3, 4});
+        CHECK(array.bytes == data);
+        CHECK(array.count() == 2);
+    }
+}
+
+TEST_CASE("corrupt IDX files raise CorruptData naming the file and the problem", "[data]") {
+    TempDir dir;
+    auto rejects = [&](const Bytes& bytes, const char* says) {
+        for (bool gz : {false, true}) {
+            const fs::path path = dir.path / (gz ? "bad.gz" : "bad");
+            gz ? write_gz(path, bytes) : write_raw(path, bytes);
+            INFO((gz ? "gzipped: " : "raw: ") << says);
+            CHECK_THAT(
+                message_of<scaltra::CorruptData>([&] { scaltra::data::read_idx(path.string()); }),
+                Catch::Contains(path.string()) && Catch::Contains(says));
+        }
+    };
+    const Bytes good = idx({4, 5}, pattern(20));
+    rejects(Bytes(good.begin(), good.end() - 3), "truncated");
+    rejects(Bytes(good.begin(), good.begin() + 2), "truncated");
+    rejects(Bytes(good.begin(), good.begin() + 6), "truncated in its dimensions");
+    Bytes bad_magic = good;
+    bad_magic[0] = 0x1f;
+    rejects(bad_magic, "bad magic number");
+    Bytes wrong_type = good;
+    wrong_type[2] = 0x0D;
+    rejects(wrong_type, "only unsigned bytes");
+    Bytes longer = good;
+    longer.push_back(7);
+    rejects(longer, "size mismatch");
+    CHECK_THROWS_AS(scaltra::data::read_idx((dir.path / "absent").string()), scaltra::MissingData);
+}
+
+TEST_CASE("Fashion-MNIST loads from a directory, the environment, or says what to install",
+          "[data]") {
+    TempDir dir;
+    auto write_set = [&](const std::string& prefix, std::uint32_t n, bool gz) {
+        const Bytes images = idx({n, 28, 28}, pattern(std::size_t{n} * 784));
+        Bytes labels_data(n);
+        for (std::uint32_t i = 0; i < n; ++i)
+            labels_data[i] = static_cast<std::uint8_t>(i % 10);
+        const Bytes labels = idx({n}, labels_data);
+        if (gz) {
+            write_gz(dir.path / (prefix + "-images-idx3-ubyte.gz"), images);
+            write_gz(dir.path / (prefix + "-labels-idx1-ubyte.gz"), labels);
+        } else {
+            write_raw(dir.path / (prefix + "-images-idx3-ubyte"), images);
+            write_raw(dir.path / (prefix + "-labels-idx1-ubyte"), labels);
+        }
+    };
+    write_set("train", 12, true);
+    write_set("t10k", 5, false);  // uncompressed files are found too
+
+    const auto fm = scaltra::data::load_fashion_mnist<float>(dir.path.string());
+    CHECK(fm.train.size() == 12);
+    CHECK(fm.test.size() == 5);
+    CHECK(fm.train.inputs.rows() == 784);
+    CHECK(fm.train.labels[11] == 1);
+    CHECK(fm.train.inputs(1, 0) == Approx(1.0f / 255));
+    CHECK(fm.train.inputs(250, 0) == Approx(250.0f / 255));
+    CHECK(fm.train.inputs.maxCoeff() <= 1.0f);
+    CHECK(fm.train.inputs.minCoeff() >= 0.0f);
+
+    ::setenv("SCALTRA_DATA_DIR", dir.path.c_str(), 1);
+    CHECK(scaltra::data::fashion_mnist_dir() == dir.path.string());
+    CHECK(scaltra::data::load_fashion_mnist<double>().test.size() == 5);
+    CHECK(scaltra::data::fashion_mnist_dir("/elsewhere") == "/elsewhere");  // explicit wins
+    ::unsetenv("SCALTRA_DATA_DIR");
+    CHECK(scaltra::data::fashion_mnist_dir() == "/usr/share/datasets/fashion-mnist");
+
+    CHECK_THAT(message_of<scaltra::MissingData>(
+                   [&] { scaltra::data::load_fashion_mnist<float>((dir.path / "none").string()); }),
+               Catch::Contains("dataset-fashion-mnist"));
+
+    // Labels and images that disagree in count, or a label out of range.
+    write_raw(dir.path / "t10k-labels-idx1-ubyte", idx({4}, {0, 1, 2, 3}));
+    CHECK_THROWS_WITH(scaltra::data::load_fashion_mnist<float>(dir.path.string()),
+                      Catch::Contains("Size mismatch") && Catch::Contains("5 images"));
+    write_raw(dir.path / "t10k-labels-idx1-ubyte", idx({5}, {0, 1, 2, 3, 12}));
+    CHECK_THROWS_WITH(scaltra::data::load_fashion_mnist<float>(dir.path.string()),
+                      Catch::Contains("label 12"));
+}

@@ -4,6 +4,7 @@
 #include "autodiff.hpp"
 #include "core.hpp"
 #include "data.hpp"
+#include "nn.hpp"
 #include "optim.hpp"
 #include "problems.hpp"
 #include "train.hpp"

@@ -1,0 +1,4 @@
+// Models built on the autodiff tape.
+#pragma once
+
+#include "nn/mlp.hpp"

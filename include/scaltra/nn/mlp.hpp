@@ -1,0 +1,195 @@
+// A multilayer perceptron over one flat parameter vector. Layer l has a weight
+// block "W<l>" (out × in) and a bias block "b<l>" (out × 1) in the model's
+// Layout, so per-layer optimizers see its layers. Inputs are features × batch
+// (one example per column); hidden layers apply the activation, the last layer
+// is linear (logits for softmax cross-entropy, outputs for squared error).
+// Gradients come from the autodiff tape; the model keeps its tape, so a model is
+// used by one thread at a time and, after the first batch, allocates nothing.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "../autodiff/ops_elementwise.hpp"
+#include "../autodiff/ops_linalg.hpp"
+#include "../autodiff/ops_loss.hpp"
+#include "../autodiff/tape.hpp"
+#include "../core/layout.hpp"
+#include "../core/rng.hpp"
+#include "../core/validate.hpp"
+
+namespace scaltra::nn {
+
+enum class Activation { relu, tanh, sigmoid };
+
+/// Tags, so that `Mlp<float>({784, 256, 10}, nn::Relu{}, seed)` reads as it says.
+struct Relu {
+    constexpr operator Activation() const { return Activation::relu; }  // NOLINT
+};
+struct Tanh {
+    constexpr operator Activation() const { return Activation::tanh; }  // NOLINT
+};
+struct Sigmoid {
+    constexpr operator Activation() const { return Activation::sigmoid; }  // NOLINT
+};
+
+/// Weight initialisation: He (N(0, 2/fan_in), for ReLU) or Xavier/Glorot
+/// (U(±√(6/(fan_in + fan_out))), for tanh and sigmoid). Biases start at 0.
+enum class Init { automatic, he, xavier };
+
+template <Real S>
+class Mlp {
+public:
+    /// sizes = {inputs, hidden…, outputs}, at least two entries, all positive.
+    Mlp(std::vector<Index> sizes, Activation activation, std::uint64_t seed,
+        Init init = Init::automatic)
+        : sizes_(std::move(sizes)), activation_(activation), seed_(seed), init_(init) {
+        if (sizes_.size() < 2)
+            throw InvalidArgument(
+                "Invalid sizes: an MLP needs at least an input and an output size");
+        for (std::size_t l = 0; l + 1 < sizes_.size(); ++l) {
+            detail::require_positive("layer size", sizes_[l]);
+            detail::require_positive("layer size", sizes_[l + 1]);
+            layout_.add("W" + std::to_string(l + 1), sizes_[l + 1], sizes_[l]);
+            layout_.add("b" + std::to_string(l + 1), sizes_[l + 1]);
+        }
+        if (init_ == Init::automatic)
+            init_ = activation_ == Activation::relu ? Init::he : Init::xavier;
+    }
+
+    const Layout& layout() const { return layout_; }
+    Index input_size() const { return sizes_.front(); }
+    Index output_size() const { return sizes_.back(); }
+    std::size_t layers() const { return sizes_.size() - 1; }
+
+    /// Fresh parameters drawn from the model's seed.
+    Vec<S> init() const {
+        Rng rng(seed_);
+        Vec<S> w = Vec<S>::Zero(layout_.size());
+        for (std::size_t l = 0; l < layers(); ++l) {
+            const Block& W = layout_[2 * l];
+            const double fan_in = static_cast<double>(W.cols),
+                         fan_out = static_cast<double>(W.rows);
+            for (Index i = W.offset; i < W.offset + W.size(); ++i) {
+                w[i] = init_ == Init::he ? static_cast<S>(rng.normal(0.0, std::sqrt(2.0 / fan_in)))
+                                         : static_cast<S>(rng.uniform(-1.0, 1.0)
+                                                          * std::sqrt(6.0 / (fan_in + fan_out)));
+            }
+        }
+        return w;
+    }
+
+    /// Mean softmax cross-entropy of the batch; its gradient is added to grad.
+    S loss_and_grad(const Eigen::Ref<const Vec<S>>& w, const Eigen::Ref<const Mat<S>>& inputs,
+                    std::span<const Index> labels, Eigen::Ref<Vec<S>> grad) {
+        check(w, inputs, &grad);
+        tape_.clear();
+        auto loss = ad::softmax_cross_entropy(forward(w, inputs, grad.data()), labels);
+        tape_.backward(loss);
+        return loss.value()(0, 0);
+    }
+
+    /// Mean squared error against targets (outputs × batch); its gradient is added to grad.
+    S loss_and_grad(const Eigen::Ref<const Vec<S>>& w, const Eigen::Ref<const Mat<S>>& inputs,
+                    const Eigen::Ref<const Mat<S>>& targets, Eigen::Ref<Vec<S>> grad) {
+        check(w, inputs, &grad);
+        if (targets.rows() != output_size() || targets.cols() != inputs.cols())
+            throw DimensionMismatch(scaltra::detail::concat("Mlp: targets are ", targets.rows(),
+                                                            "x", targets.cols(), ", the outputs ",
+                                                            output_size(), "x", inputs.cols()));
+        tape_.clear();
+        auto loss = ad::mse(forward(w, inputs, grad.data()), tape_.constant(targets));
+        tape_.backward(loss);
+        return loss.value()(0, 0);
+    }
+
+    /// The network's outputs (logits) for inputs, written into out (outputs × batch).
+    void predict(const Eigen::Ref<const Vec<S>>& w, const Eigen::Ref<const Mat<S>>& inputs,
+                 Eigen::Ref<Mat<S>> out) {
+        check(w, inputs, nullptr);
+        if (out.rows() != output_size() || out.cols() != inputs.cols())
+            throw DimensionMismatch(scaltra::detail::concat("Mlp: predict into ", out.rows(), "x",
+                                                            out.cols(), ", need ", output_size(),
+                                                            "x", inputs.cols()));
+        tape_.clear();
+        out = forward(w, inputs, nullptr).value();
+    }
+
+    /// The fraction of examples whose largest output is their label, in chunks of
+    /// `chunk` examples.
+    double accuracy(const Eigen::Ref<const Vec<S>>& w, const Eigen::Ref<const Mat<S>>& inputs,
+                    std::span<const Index> labels, Index chunk = 1000) {
+        if (static_cast<Index>(labels.size()) != inputs.cols())
+            throw DimensionMismatch(scaltra::detail::concat("Mlp: ", labels.size(), " labels for ",
+                                                            inputs.cols(), " examples"));
+        Mat<S> out(output_size(), std::min(chunk, inputs.cols()));
+        Index correct = 0;
+        for (Index j = 0; j < inputs.cols(); j += chunk) {
+            const Index n = std::min(chunk, inputs.cols() - j);
+            auto o = out.leftCols(n);
+            predict(w, inputs.middleCols(j, n), o);
+            for (Index k = 0; k < n; ++k) {
+                Index best;
+                o.col(k).maxCoeff(&best);
+                correct += best == labels[static_cast<std::size_t>(j + k)];
+            }
+        }
+        return inputs.cols() == 0
+                   ? 0.0
+                   : static_cast<double>(correct) / static_cast<double>(inputs.cols());
+    }
+
+private:
+    void check(const Eigen::Ref<const Vec<S>>& w, const Eigen::Ref<const Mat<S>>& inputs,
+               const Eigen::Ref<Vec<S>>* grad) const {
+        detail::require_size("Mlp parameters", w.size(), layout_.size());
+        if (grad != nullptr)
+            detail::require_size("Mlp gradient", grad->size(), layout_.size());
+        if (inputs.rows() != input_size())
+            throw DimensionMismatch(scaltra::detail::concat(
+                "Mlp: inputs have ", inputs.rows(), " features, the model takes ", input_size()));
+    }
+
+    /// Records the network on the tape; weights are leaves viewing w, their
+    /// gradients landing in `grad` (none when grad is null).
+    ad::Var<S> forward(const Eigen::Ref<const Vec<S>>& w, const Eigen::Ref<const Mat<S>>& inputs,
+                       S* grad) {
+        ad::Var<S> h = inputs.outerStride() == inputs.rows()
+                           ? tape_.leaf(inputs.data(), inputs.rows(), inputs.cols())
+                           : tape_.constant(inputs);
+        for (std::size_t l = 0; l < layers(); ++l) {
+            const Block& W = layout_[2 * l];
+            const Block& b = layout_[2 * l + 1];
+            auto Wv =
+                tape_.leaf(w.data() + W.offset, W.rows, W.cols, grad ? grad + W.offset : nullptr);
+            auto bv = tape_.leaf(w.data() + b.offset, b.rows, 1, grad ? grad + b.offset : nullptr);
+            h = ad::matmul(Wv, h) + bv;
+            if (l + 1 < layers())
+                h = activate(h);
+        }
+        return h;
+    }
+
+    ad::Var<S> activate(const ad::Var<S>& x) const {
+        switch (activation_) {
+            case Activation::relu:
+                return ad::relu(x);
+            case Activation::tanh:
+                return ad::tanh(x);
+            default:
+                return ad::sigmoid(x);
+        }
+    }
+
+    std::vector<Index> sizes_;
+    Activation activation_;
+    std::uint64_t seed_;
+    Init init_;
+    Layout layout_;
+    ad::Tape<S> tape_;
+};
+
+}  // namespace scaltra::nn

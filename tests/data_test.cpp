@@ -1,5 +1,6 @@
 // data/: the IDX reader and the Fashion-MNIST loader on files the test writes
 // itself, valid and corrupted, gzipped and raw.
+#include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
@@ -160,4 +161,50 @@ TEST_CASE("Fashion-MNIST loads from a directory, the environment, or says what t
     write_raw(dir.path / "t10k-labels-idx1-ubyte", idx({5}, {0, 1, 2, 3, 12}));
     CHECK_THROWS_WITH(scaltra::data::load_fashion_mnist<float>(dir.path.string()),
                       Catch::Contains("label 12"));
+}
+
+TEST_CASE("minibatches cover every example once per epoch, in a seeded order", "[data]") {
+    scaltra::data::LabelledSet<float> set{scaltra::Mat<float>(2, 10),
+                                          std::vector<scaltra::Index>(10)};
+    for (scaltra::Index j = 0; j < 10; ++j) {
+        set.inputs.col(j).setConstant(static_cast<float>(j));
+        set.labels[static_cast<std::size_t>(j)] = j;
+    }
+    scaltra::data::Minibatches<float> batches(set, 4, 42);
+    CHECK(batches.batches_per_epoch() == 3);
+    auto epoch = [&] {
+        std::vector<scaltra::Index> seen;
+        for (scaltra::Index k = 0; k < batches.batches_per_epoch(); ++k) {
+            const auto b = batches.batch(k);
+            CHECK(b.inputs.cols() == static_cast<scaltra::Index>(b.labels.size()));
+            for (std::size_t j = 0; j < b.labels.size(); ++j) {
+                CHECK(b.inputs(1, static_cast<scaltra::Index>(j))
+                      == static_cast<float>(b.labels[j]));
+                seen.push_back(b.labels[j]);
+            }
+        }
+        return seen;
+    };
+    const auto first = epoch();
+    CHECK(batches.batch(2).labels.size() == 2);  // the last batch holds the rest
+    std::vector<scaltra::Index> sorted = first;
+    std::sort(sorted.begin(), sorted.end());
+    CHECK(sorted == std::vector<scaltra::Index>{0, 1, 2, 3, 4, 5, 6, 7, 8, 9});
+    batches.next_epoch();
+    const auto second = epoch();
+    CHECK(second != first);  // reshuffled
+    scaltra::data::Minibatches<float> same_seed(set, 4, 42);
+    CHECK(same_seed.batch(0).labels[0] == first[0]);
+    CHECK_THROWS_AS(batches.batch(3), scaltra::InvalidArgument);
+    CHECK_THROWS_AS(scaltra::data::Minibatches<float>(set, 0, 1), scaltra::InvalidArgument);
+
+    const auto [train, validation] = scaltra::data::split(set, 3, 7);
+    CHECK(train.size() == 7);
+    CHECK(validation.size() == 3);
+    std::vector<scaltra::Index> all = train.labels;
+    all.insert(all.end(), validation.labels.begin(), validation.labels.end());
+    std::sort(all.begin(), all.end());
+    CHECK(all == sorted);  // disjoint and complete
+    CHECK(validation.inputs(0, 0) == static_cast<float>(validation.labels[0]));
+    CHECK_THROWS_AS(scaltra::data::split(set, 10, 7), scaltra::InvalidArgument);
 }

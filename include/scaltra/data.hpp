@@ -1,5 +1,6 @@
-// Data: the IDX reader and the Fashion-MNIST loader.
+// Data: the IDX reader, the Fashion-MNIST loader, minibatches and splits.
 #pragma once
 
 #include "data/fashion_mnist.hpp"
 #include "data/idx.hpp"
+#include "data/minibatches.hpp"

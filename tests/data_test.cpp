@@ -208,3 +208,52 @@ TEST_CASE("minibatches cover every example once per epoch, in a seeded order", "
     CHECK(validation.inputs(0, 0) == static_cast<float>(validation.labels[0]));
     CHECK_THROWS_AS(scaltra::data::split(set, 10, 7), scaltra::InvalidArgument);
 }
+
+TEST_CASE("synthetic tasks follow their definitions", "[data]") {
+    scaltra::Rng rng(5);
+    const auto ls = scaltra::data::least_squares_task<double>(rng);
+    CHECK(ls.X.rows() == 100);
+    CHECK(ls.X.cols() == 100);
+    CHECK(ls.X.array().square().mean() == Approx(1.0).epsilon(0.05));
+    // Its gradient against central differences, and its minimiser is stationary.
+    const scaltra::Vec<double> theta = rng.normal_vector<double>(100);
+    scaltra::Vec<double> g(100), scratch(100);
+    ls(theta, g);
+    for (scaltra::Index i : {0, 17, 99}) {
+        scaltra::Vec<double> up = theta, down = theta;
+        up[i] += 1e-5;
+        down[i] -= 1e-5;
+        CHECK((ls(up, scratch) - ls(down, scratch)) / 2e-5 == Approx(g[i]).epsilon(1e-6));
+    }
+    ls(ls.solution(), g);
+    CHECK(g.norm() < 1e-6);
+
+    scaltra::Rng a(9), b(9);
+    const auto bh = scaltra::data::beverton_holt_task<double>(a);
+    CHECK(bh.train.size() == 500);
+    CHECK(bh.validation.size() == 100);
+    const double R0 = bh.parameters[0], K = bh.parameters[1];
+    CHECK((R0 >= 1 && R0 < 2 && K >= 1 && K < 2));
+    CHECK(bh.train.inputs.minCoeff() >= 0);
+    CHECK(bh.train.inputs.maxCoeff() < 10);
+    const auto n = bh.train.inputs.row(0).array();
+    const Eigen::ArrayXd residual =
+        (bh.train.targets.row(0).array() - R0 * n / (K + n)).transpose();
+    CHECK(residual.mean() == Approx(0).margin(0.02));
+    CHECK(std::sqrt(residual.square().mean()) == Approx(0.1).epsilon(0.1));  // the N(0, 0.1²) noise
+    CHECK(scaltra::data::beverton_holt_task<double>(b).train.targets
+          == bh.train.targets);  // seeded
+
+    const auto si = scaltra::data::smooth_interpolation_task<float>(rng, 50, 10, -2, 3);
+    const float pa = si.parameters[0], pb = si.parameters[1], pc = si.parameters[2];
+    CHECK(si.train.inputs.minCoeff() >= -2);
+    CHECK(si.train.inputs.maxCoeff() < 3);
+    for (scaltra::Index j = 0; j < 50; ++j) {
+        const float x = si.train.inputs(0, j);
+        CHECK(si.train.targets(0, j)
+              == Approx(pa * std::cos(pb * x) * std::exp(-pc * std::abs(x))).epsilon(1e-5));
+    }
+    CHECK_THROWS_AS(scaltra::data::smooth_interpolation_task<float>(rng, 5, 5, 1, 1),
+                    scaltra::InvalidArgument);
+    CHECK_THROWS_AS(scaltra::data::beverton_holt_task<float>(rng, 0), scaltra::InvalidArgument);
+}

@@ -1,6 +1,8 @@
-// Data: the IDX reader, the Fashion-MNIST loader, minibatches and splits.
+// Data: the IDX reader, the Fashion-MNIST loader, minibatches and splits, and
+// the synthetic task generators.
 #pragma once
 
 #include "data/fashion_mnist.hpp"
 #include "data/idx.hpp"
 #include "data/minibatches.hpp"
+#include "data/synthetic.hpp"

@@ -1,0 +1,125 @@
+// Synthetic task generators of the DCO paper's experiments (ALGORITHMS.md),
+// each drawn from an explicit Rng:
+//   least squares          min_θ ‖Xθ − y‖², X ∈ ℝ^{rows×cols}, X, y ~ N(0, 1)
+//   Beverton–Holt          n⁺ = R₀n / (K + n) + N(0, σ²), R₀, K ~ U(1, 2), n ~ U(0, 10)
+//   smooth interpolation   y = a·cos(b·x)·exp(−c·|x|), a, b, c ~ U(0, 1)
+// Where the paper is silent we chose, and the choice is a parameter: the
+// interpolation's x is drawn from U(x_min, x_max), [−5, 5] by default, without
+// noise; Beverton–Holt's noise σ defaults to 0.1 as the paper's N(0, 0.1²).
+#pragma once
+
+#include <cmath>
+#include <vector>
+
+#include <Eigen/Cholesky>
+
+#include "../core/rng.hpp"
+#include "../core/validate.hpp"
+
+namespace scaltra::data {
+
+/// Inputs and targets as columns (features × examples, outputs × examples).
+template <Real S>
+struct RegressionSet {
+    Mat<S> inputs;
+    Mat<S> targets;
+
+    Index size() const { return inputs.cols(); }
+};
+
+/// A regression task: training and validation sets drawn from one function.
+template <Real S>
+struct RegressionTask {
+    RegressionSet<S> train, validation;
+    std::vector<S> parameters;  ///< the function's drawn parameters (R₀, K or a, b, c)
+};
+
+/// min_θ ‖Xθ − y‖² as an Objective, with its exact minimiser.
+template <Real S>
+struct LeastSquaresTask {
+    Mat<S> X;
+    Vec<S> y;
+
+    S operator()(const Eigen::Ref<const Vec<S>>& theta, Eigen::Ref<Vec<S>> grad) const {
+        scaltra::detail::require_size("least-squares θ", theta.size(), X.cols());
+        scaltra::detail::require_size("least-squares gradient", grad.size(), X.cols());
+        const Vec<S> residual = X * theta - y;
+        grad.noalias() = S(2) * X.transpose() * residual;
+        return residual.squaredNorm();
+    }
+
+    /// The minimiser (XᵀX)⁻¹Xᵀy, solved in double.
+    Vec<S> solution() const {
+        const Mat<double> Xd = X.template cast<double>();
+        return (Xd.transpose() * Xd)
+            .ldlt()
+            .solve(Xd.transpose() * y.template cast<double>())
+            .template cast<S>();
+    }
+};
+
+template <Real S>
+LeastSquaresTask<S> least_squares_task(Rng& rng, Index rows = 100, Index cols = 100) {
+    scaltra::detail::require_positive("rows", rows);
+    scaltra::detail::require_positive("cols", cols);
+    LeastSquaresTask<S> task{Mat<S>(rows, cols), Vec<S>(rows)};
+    for (Index i = 0; i < task.X.size(); ++i)
+        task.X(i) = static_cast<S>(rng.normal());
+    task.y = rng.normal_vector<S>(rows);
+    return task;
+}
+
+namespace detail {
+
+template <Real S, class F>
+RegressionSet<S> sample(Rng& rng, Index count, double lo, double hi, F&& f) {
+    RegressionSet<S> set{Mat<S>(1, count), Mat<S>(1, count)};
+    for (Index j = 0; j < count; ++j) {
+        const double x = rng.uniform(lo, hi);
+        set.inputs(0, j) = static_cast<S>(x);
+        set.targets(0, j) = static_cast<S>(f(x));
+    }
+    return set;
+}
+
+}  // namespace detail
+
+/// Beverton–Holt system identification: predict n⁺ from n.
+template <Real S>
+RegressionTask<S> beverton_holt_task(Rng& rng, Index train = 500, Index validation = 100,
+                                     double noise = 0.1) {
+    scaltra::detail::require_positive("train", train);
+    scaltra::detail::require_positive("validation", validation);
+    scaltra::detail::require_nonnegative("noise", noise);
+    const double R0 = rng.uniform(1.0, 2.0), K = rng.uniform(1.0, 2.0);
+    auto f = [&](double n) {
+        return R0 * n / (K + n) + noise * rng.normal();
+    };
+    RegressionTask<S> task;
+    task.train = detail::sample<S>(rng, train, 0.0, 10.0, f);
+    task.validation = detail::sample<S>(rng, validation, 0.0, 10.0, f);
+    task.parameters = {static_cast<S>(R0), static_cast<S>(K)};
+    return task;
+}
+
+/// Smooth interpolation of a·cos(b·x)·exp(−c·|x|).
+template <Real S>
+RegressionTask<S> smooth_interpolation_task(Rng& rng, Index train = 500, Index validation = 100,
+                                            double x_min = -5.0, double x_max = 5.0) {
+    scaltra::detail::require_positive("train", train);
+    scaltra::detail::require_positive("validation", validation);
+    if (!(x_min < x_max))
+        throw InvalidArgument(
+            scaltra::detail::concat("Invalid x range: [", x_min, ", ", x_max, "] is empty"));
+    const double a = rng.uniform(), b = rng.uniform(), c = rng.uniform();
+    auto f = [&](double x) {
+        return a * std::cos(b * x) * std::exp(-c * std::abs(x));
+    };
+    RegressionTask<S> task;
+    task.train = detail::sample<S>(rng, train, x_min, x_max, f);
+    task.validation = detail::sample<S>(rng, validation, x_min, x_max, f);
+    task.parameters = {static_cast<S>(a), static_cast<S>(b), static_cast<S>(c)};
+    return task;
+}
+
+}  // namespace scaltra::data

@@ -26,6 +26,8 @@ void on_eigen_assert(const char* condition) {
 #define eigen_assert(x) ((x) ? static_cast<void>(0) : on_eigen_assert(#x))
 
 #include <scaltra/autodiff.hpp>
+#include <scaltra/data/minibatches.hpp>
+#include <scaltra/nn/mlp.hpp>
 #include <scaltra/optim.hpp>
 #include <scaltra/problems.hpp>
 
@@ -156,6 +158,34 @@ TEST_CASE("repeated Hessian-vector products allocate nothing after the first",
     const long before = allocations.load();
     Eigen::internal::set_is_malloc_allowed(false);
     ad::hessian_vector_product<double>(tape, record, x, v, g, hv);
+    Eigen::internal::set_is_malloc_allowed(true);
+    CHECK(allocations.load() - before == 0);
+}
+
+TEST_CASE("training an Mlp on minibatches allocates nothing after the first batch",
+          "[nn][data][alloc]") {
+    scaltra::data::LabelledSet<float> set{scaltra::Mat<float>::Random(20, 100),
+                                          std::vector<scaltra::Index>(100)};
+    for (std::size_t j = 0; j < 100; ++j)
+        set.labels[j] = static_cast<scaltra::Index>(j % 3);
+    scaltra::nn::Mlp<float> model({20, 16, 3}, scaltra::nn::Tanh{}, 1);
+    scaltra::Vec<float> w = model.init();
+    scaltra::Adam<float> opt(model.layout());
+    scaltra::data::Minibatches<float> batches(set, 32, 2);
+    auto train_epoch = [&] {
+        for (scaltra::Index k = 0; k < batches.batches_per_epoch(); ++k) {
+            auto batch = batches.batch(k);
+            opt.step(w, [&](const auto& x, auto& grad) {
+                return model.loss_and_grad(x, batch.inputs, batch.labels, grad);
+            });
+        }
+        batches.next_epoch();
+    };
+    train_epoch();  // sizes every buffer, the last (smaller) batch included
+    const long before = allocations.load();
+    Eigen::internal::set_is_malloc_allowed(false);
+    train_epoch();
+    train_epoch();
     Eigen::internal::set_is_malloc_allowed(true);
     CHECK(allocations.load() - before == 0);
 }

@@ -4,5 +4,6 @@
 
 #include "data/fashion_mnist.hpp"
 #include "data/idx.hpp"
+#include "data/labelled_set.hpp"
 #include "data/minibatches.hpp"
 #include "data/synthetic.hpp"

@@ -33,10 +33,10 @@ public:
     template <class MA, class MB, class MC>
     void multiply(const MA& A, bool ta, const MB& B, bool tb, MC&& C, bool accumulate) {
         const Index m = C.rows(), n = C.cols(), k = ta ? A.rows() : A.cols();
+        if (!accumulate)
+            C.setZero();
 #if SCALTRA_AD_OWN_GEMM_BLOCKING
         if (m * n * k >= kLargeProduct && m > 1 && n > 1 && k > 1) {
-            if (!accumulate)
-                C.setZero();
             // Columns of C (and of op(B)) are split among the threads, each with
             // its own packing buffers, prepared here because the cache is not
             // thread-safe.
@@ -79,8 +79,6 @@ public:
             return;
         }
 #endif
-        if (!accumulate)
-            C.setZero();
         if (!ta && !tb)
             C.noalias() += A * B;
         else if (ta && !tb)

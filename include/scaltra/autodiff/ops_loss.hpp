@@ -4,6 +4,7 @@
 #pragma once
 
 #include <span>
+#include <tuple>
 
 #include "ops_elementwise.hpp"
 
@@ -43,6 +44,17 @@ void mse_backward(Tape<S>& t, const Node<S>& n) {
     t.adjoint_in(n, 1) -= scale * (a - b);
 }
 
+/// For one column: log p − log q = (t − lse(t)) − (z − lse(z)), p, and KL(p ‖ q).
+template <class Column>
+auto kl_terms(const Column& t, const Column& z) {
+    using S = typename Column::Scalar;
+    const S lse_t = log_sum_exp(t), lse_z = log_sum_exp(z);
+    const auto log_ratio = (t.array() - lse_t) - (z.array() - lse_z);
+    const auto p = (t.array() - lse_t).exp();
+    const S kl = (p * log_ratio).sum();
+    return std::tuple{log_ratio, p, kl, lse_z};
+}
+
 // L = (1/B) Σ_j KL(p_j ‖ q_j), p_j = softmax(t_j), q_j = softmax(z_j):
 //   ∂L/∂z_j = (q_j − p_j)/B,   ∂L/∂t_j = p_j ⊙ (log p_j − log q_j − KL_j)/B.
 template <class S>
@@ -53,12 +65,7 @@ void kl_backward(Tape<S>& t, const Node<S>& n) {
     auto dZ = t.adjoint_in(n, 1);
     const S scale = t.adjoint(n)(0, 0) / static_cast<S>(Z.cols());
     for (Index j = 0; j < Z.cols(); ++j) {
-        const S lse_t = log_sum_exp(T.col(j));
-        const S lse_z = log_sum_exp(Z.col(j));
-        // log p − log q = (t − lse_t) − (z − lse_z)
-        const auto log_ratio = (T.col(j).array() - lse_t) - (Z.col(j).array() - lse_z);
-        const auto p = (T.col(j).array() - lse_t).exp();
-        const S kl = (p * log_ratio).sum();
+        const auto [log_ratio, p, kl, lse_z] = kl_terms(T.col(j), Z.col(j));
         dZ.col(j).array() += scale * ((Z.col(j).array() - lse_z).exp() - p);
         dT.col(j).array() += scale * p * (log_ratio - kl);
     }
@@ -111,13 +118,8 @@ Var<S> kl_softmax(const Var<S>& target, const Var<S>& logits) {
     auto T = t.value(target);
     auto Z = t.value(logits);
     S total = S(0);
-    for (Index j = 0; j < Z.cols(); ++j) {
-        const S lse_t = detail::log_sum_exp(T.col(j));
-        const S lse_z = detail::log_sum_exp(Z.col(j));
-        total += ((T.col(j).array() - lse_t).exp()
-                  * ((T.col(j).array() - lse_t) - (Z.col(j).array() - lse_z)))
-                     .sum();
-    }
+    for (Index j = 0; j < Z.cols(); ++j)
+        total += std::get<2>(detail::kl_terms(T.col(j), Z.col(j)));
     t.value(y)(0, 0) = total / static_cast<S>(Z.cols());
     return y;
 }

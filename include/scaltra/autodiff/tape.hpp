@@ -175,7 +175,8 @@ public:
         return append(node);
     }
 
-    /// Copies integers (labels, a permutation) into the tape, for node n's op.
+    /// Copies integers (labels, a permutation) into the tape for v's op, which reads
+    /// them back with integers(node).
     void store_integers(const Var<S>& v, const Index* data, Index count) {
         Node<S>& node = nodes_[checked_index(v)];
         node.int_offset = integers_.allocate(count);

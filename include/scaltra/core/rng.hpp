@@ -9,6 +9,8 @@
 #include <cstdint>
 #include <limits>
 #include <numbers>
+#include <span>
+#include <utility>
 #include <vector>
 
 #include "error.hpp"
@@ -83,14 +85,19 @@ public:
         return v;
     }
 
-    /// A uniformly random permutation of 0..n-1 (Fisher–Yates).
+    /// Shuffles `items` in place, uniformly (Fisher–Yates).
+    template <class T>
+    void shuffle(std::span<T> items) {
+        for (std::size_t i = items.size(); i > 1; --i)
+            std::swap(items[i - 1], items[below(i)]);
+    }
+
+    /// A uniformly random permutation of 0..n-1.
     std::vector<Index> permutation(Index n) {
         std::vector<Index> p(static_cast<std::size_t>(n));
         for (Index i = 0; i < n; ++i)
             p[static_cast<std::size_t>(i)] = i;
-        for (Index i = n - 1; i > 0; --i)
-            std::swap(p[static_cast<std::size_t>(i)],
-                      p[static_cast<std::size_t>(below(static_cast<std::uint64_t>(i) + 1))]);
+        shuffle(std::span<Index>(p));
         return p;
     }
 

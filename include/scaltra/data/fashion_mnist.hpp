@@ -12,17 +12,9 @@
 
 #include "../core/types.hpp"
 #include "idx.hpp"
+#include "labelled_set.hpp"
 
 namespace scaltra::data {
-
-/// Examples as columns of `inputs`, with an integer label each.
-template <Real S>
-struct LabelledSet {
-    Mat<S> inputs;              ///< features × examples
-    std::vector<Index> labels;  ///< one per column, in [0, classes)
-
-    Index size() const { return inputs.cols(); }
-};
 
 template <Real S>
 struct FashionMnist {

@@ -3,13 +3,14 @@
 // inputs are contiguous (the tape can view them) and no batch allocates.
 #pragma once
 
+#include <numeric>
 #include <span>
 #include <utility>
 #include <vector>
 
 #include "../core/rng.hpp"
 #include "../core/validate.hpp"
-#include "fashion_mnist.hpp"
+#include "labelled_set.hpp"
 
 namespace scaltra::data {
 
@@ -33,13 +34,15 @@ public:
         scaltra::detail::require_positive("batch_size", batch_size_);
         if (set_.size() == 0)
             throw InvalidArgument("Minibatches: the set is empty");
+        order_.resize(static_cast<std::size_t>(set_.size()));
+        std::iota(order_.begin(), order_.end(), Index(0));
         next_epoch();
     }
 
     Index batches_per_epoch() const { return (set_.size() + batch_size_ - 1) / batch_size_; }
 
-    /// Draws a new order of the examples.
-    void next_epoch() { order_ = rng_.permutation(set_.size()); }
+    /// Draws a new order of the examples (in place: no allocation).
+    void next_epoch() { rng_.shuffle(std::span<Index>(order_)); }
 
     /// Batch k (0 ≤ k < batches_per_epoch()) of the current epoch.
     Batch batch(Index k) {
@@ -48,11 +51,10 @@ public:
                 scaltra::detail::concat("Minibatches: batch ", k, " of ", batches_per_epoch()));
         const Index first = k * batch_size_;
         const Index n = std::min(batch_size_, set_.size() - first);
-        for (Index j = 0; j < n; ++j) {
-            const Index example = order_[static_cast<std::size_t>(first + j)];
-            inputs_.col(j) = set_.inputs.col(example);
-            labels_[static_cast<std::size_t>(j)] = set_.labels[static_cast<std::size_t>(example)];
-        }
+        gather(set_,
+               std::span<const Index>(order_).subspan(static_cast<std::size_t>(first),
+                                                      static_cast<std::size_t>(n)),
+               inputs_.leftCols(n), labels_);
         return {inputs_.leftCols(n),
                 std::span<const Index>(labels_.data(), static_cast<std::size_t>(n))};
     }
@@ -78,11 +80,10 @@ std::pair<LabelledSet<S>, LabelledSet<S>> split(const LabelledSet<S>& set, Index
     auto take = [&](Index from, Index count) {
         LabelledSet<S> out{Mat<S>(set.inputs.rows(), count),
                            std::vector<Index>(static_cast<std::size_t>(count))};
-        for (Index j = 0; j < count; ++j) {
-            const Index example = order[static_cast<std::size_t>(from + j)];
-            out.inputs.col(j) = set.inputs.col(example);
-            out.labels[static_cast<std::size_t>(j)] = set.labels[static_cast<std::size_t>(example)];
-        }
+        gather(set,
+               std::span<const Index>(order).subspan(static_cast<std::size_t>(from),
+                                                     static_cast<std::size_t>(count)),
+               out.inputs, out.labels);
         return out;
     };
     return {take(validation, set.size() - validation), take(0, validation)};

@@ -5,9 +5,11 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <span>
 #include <string>
 #include <vector>
 
+#include <Eigen/Eigenvalues>
 #include <scaltra/data.hpp>
 
 #include <catch2/catch.hpp>
@@ -195,6 +197,12 @@ TEST_CASE("minibatches cover every example once per epoch, in a seeded order", "
     CHECK(second != first);  // reshuffled
     scaltra::data::Minibatches<float> same_seed(set, 4, 42);
     CHECK(same_seed.batch(0).labels[0] == first[0]);
+    same_seed.start_epoch(1);  // an epoch's order depends on the seed and the epoch only
+    for (scaltra::Index k = 0; k < 3; ++k)
+        CHECK(std::ranges::equal(same_seed.batch(k).labels,
+                                 std::span(second).subspan(static_cast<std::size_t>(4 * k),
+                                                           same_seed.batch(k).labels.size())));
+    CHECK_THROWS_AS(same_seed.start_epoch(-1), scaltra::InvalidArgument);
     CHECK_THROWS_AS(batches.batch(3), scaltra::InvalidArgument);
     CHECK_THROWS_AS(scaltra::data::Minibatches<float>(set, 0, 1), scaltra::InvalidArgument);
 
@@ -256,4 +264,49 @@ TEST_CASE("synthetic tasks follow their definitions", "[data]") {
     CHECK_THROWS_AS(scaltra::data::smooth_interpolation_task<float>(rng, 5, 5, 1, 1),
                     scaltra::InvalidArgument);
     CHECK_THROWS_AS(scaltra::data::beverton_holt_task<float>(rng, 0), scaltra::InvalidArgument);
+}
+
+TEST_CASE("the noisy quadratic bowl has the spectrum, gradient and walk it promises", "[data]") {
+    scaltra::data::NoisyQuadraticBowl<double> bowl(100, 3);
+    const auto& H = bowl.hessian();
+    CHECK((H - H.transpose()).norm() < 1e-12);
+    CHECK(!H.isDiagonal(1e-3));  // rotated
+    Eigen::SelfAdjointEigenSolver<scaltra::Mat<double>> eig(H);
+    CHECK(eig.eigenvalues()[0] == Approx(1e-3).epsilon(1e-8));
+    CHECK(eig.eigenvalues()[99] == Approx(1.0).epsilon(1e-10));
+    CHECK(eig.eigenvalues()[50] == Approx(std::pow(10.0, -3.0 + 3.0 * 50 / 99)).epsilon(1e-8));
+    // ‖I − H‖_F/√n from the spectrum alone: the 0.883 LODO starts from with G = I.
+    double expected = 0;
+    for (int i = 0; i < 100; ++i)
+        expected += std::pow(1 - std::pow(10.0, -3.0 + 3.0 * i / 99), 2) / 100;
+    const double start_error =
+        bowl.inverse_hessian_error(scaltra::Mat<double>::Identity(100, 100));
+    CHECK(start_error == Approx(std::sqrt(expected)).epsilon(1e-12));
+    CHECK(start_error == Approx(0.883).margin(5e-4));
+    CHECK(bowl.inverse_hessian_error(H.inverse()) < 1e-9);
+
+    // Value and gradient: ½(x − c)ᵀH(x − c) and H(x − c), before and after a drift.
+    scaltra::Rng rng(8);
+    const scaltra::Vec<double> x = rng.normal_vector<double>(100);
+    scaltra::Vec<double> g(100);
+    CHECK(bowl(x, g) == Approx(0.5 * x.dot(H * x)));
+    CHECK(g.isApprox(H * x));
+    bowl.drift();
+    const scaltra::Vec<double> c = bowl.centre();
+    CHECK(c.norm() == Approx(10.0).epsilon(0.25));  // one N(0, I) step in 100 dimensions
+    CHECK(bowl(x, g) == Approx(0.5 * (x - c).dot(H * (x - c))));
+    CHECK(g.isApprox(H * (x - c)));
+    scaltra::data::NoisyQuadraticBowl<double> same(100, 3);
+    same.drift();
+    CHECK(same.centre() == c);  // seeded
+
+    scaltra::data::NoisyQuadraticBowl<float> axis(4, 1, {.rotate = false});
+    CHECK(axis.hessian().isDiagonal());
+    CHECK_THROWS_AS(scaltra::data::NoisyQuadraticBowl<float>(4, 1, {.min_eigenvalue = 0}),
+                    scaltra::InvalidArgument);
+    CHECK_THROWS_AS(scaltra::data::NoisyQuadraticBowl<float>(
+                        4, 1, {.min_eigenvalue = 1, .max_eigenvalue = 0.5}),
+                    scaltra::InvalidArgument);
+    CHECK_THROWS_AS(axis.inverse_hessian_error(scaltra::Mat<float>::Identity(3, 3)),
+                    scaltra::DimensionMismatch);
 }

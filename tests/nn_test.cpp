@@ -1,5 +1,7 @@
 // nn/: the MLP's gradients against central differences for every activation and
-// both losses, its initialisation, predict and accuracy, and bad input.
+// both losses and both output discrepancies, its initialisation, predict,
+// evaluate and accuracy, and bad input.
+#include <span>
 #include <vector>
 
 #include <scaltra/core/rng.hpp>
@@ -87,6 +89,62 @@ TEST_CASE("MLP layout, initialisation, predict and accuracy", "[nn]") {
     CHECK(small.accuracy(ws, X, labels, 4) == 1.0);
     labels[0] = 1 - labels[0];
     CHECK(small.accuracy(ws, X, labels, 4) == Approx(8.0 / 9));
+    // evaluate's loss over chunks is the whole set's mean cross-entropy.
+    Vec<double> unused = Vec<double>::Zero(ws.size());
+    const nn::Evaluation e = small.evaluate(ws, X, labels, 4);
+    CHECK(e.loss == Approx(small.loss_and_grad(ws, X, labels, unused)).epsilon(1e-12));
+    CHECK(e.accuracy == Approx(8.0 / 9));
+    CHECK_THROWS_AS(small.evaluate(ws, X.leftCols(0), std::span<const Index>()),
+                    scaltra::InvalidArgument);
+}
+
+TEST_CASE("MLP output discrepancy: value and gradient against central differences", "[nn]") {
+    scaltra::Rng rng(4);
+    const Mat<double> X = Mat<double>::Random(5, 6);
+    nn::Mlp<double> model({5, 7, 3}, nn::Tanh{}, 2);
+    const Vec<double> w0 = model.init();
+    Mat<double> reference(3, 6);
+    model.predict(w0, X, reference);  // f(x̃; w₀), held constant as in APO
+    const Vec<double> w = w0 + 0.1 * rng.normal_vector<double>(w0.size());
+    Mat<double> out(3, 6);
+    model.predict(w, X, out);
+    for (nn::Discrepancy rho : {nn::Discrepancy::squared_error, nn::Discrepancy::kl_softmax}) {
+        INFO("discrepancy " << static_cast<int>(rho));
+        // The value against a direct formula.
+        double expected = 0;
+        if (rho == nn::Discrepancy::squared_error) {
+            expected = (out - reference).squaredNorm() / 18.0;
+        } else {
+            for (Index j = 0; j < 6; ++j) {
+                const Vec<double> p = reference.col(j).array().exp() / reference.col(j).array().exp().sum();
+                const Vec<double> q = out.col(j).array().exp() / out.col(j).array().exp().sum();
+                expected += (p.array() * (p.array() / q.array()).log()).sum() / 6.0;
+            }
+        }
+        Vec<double> g = Vec<double>::Zero(w.size()), scratch(w.size());
+        CHECK(model.discrepancy_and_grad(w, X, reference, rho, g) == Approx(expected));
+        auto f = [&](const Vec<double>& at) {
+            scratch.setZero();
+            return model.discrepancy_and_grad(at, X, reference, rho, scratch);
+        };
+        double worst = 0;
+        for (Index i = 0; i < w.size(); ++i) {
+            Vec<double> up = w, down = w;
+            up[i] += 1e-6;
+            down[i] -= 1e-6;
+            const double fd = (f(up) - f(down)) / 2e-6;
+            worst = std::max(worst, std::abs(fd - g[i]) / std::max(1.0, std::abs(fd)));
+        }
+        CHECK(worst < 1e-7);
+        // At w₀ the outputs equal the reference: zero discrepancy and gradient.
+        Vec<double> g0 = Vec<double>::Zero(w.size());
+        CHECK(model.discrepancy_and_grad(w0, X, reference, rho, g0) == Approx(0).margin(1e-15));
+        CHECK(g0.norm() < 1e-12);
+    }
+    Vec<double> g = Vec<double>::Zero(w.size());
+    CHECK_THROWS_AS(model.discrepancy_and_grad(w, X, reference.leftCols(5),
+                                               nn::Discrepancy::kl_softmax, g),
+                    scaltra::DimensionMismatch);
 }
 
 TEST_CASE("MLP bad input throws and names the problem", "[nn]") {

@@ -26,11 +26,14 @@ public:
         // SplitMix64 expands the seed into the 256-bit state (never all zero).
         for (auto& word : s_) {
             seed += 0x9e3779b97f4a7c15ULL;
-            std::uint64_t z = seed;
-            z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-            z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-            word = z ^ (z >> 31);
+            word = mix(seed);
         }
+    }
+
+    /// A generator for stream `stream` of `seed` (an epoch, a worker): streams of
+    /// one seed, and seeds, do not share state words, as `Rng(seed + stream)` would.
+    static Rng stream(std::uint64_t seed, std::uint64_t stream) {
+        return Rng(mix(mix(seed) ^ stream));
     }
 
     static constexpr result_type min() { return 0; }
@@ -104,6 +107,13 @@ public:
     bool operator==(const Rng&) const = default;
 
 private:
+    /// SplitMix64's output function: a bijective 64-bit mixer.
+    static std::uint64_t mix(std::uint64_t z) {
+        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+        z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+        return z ^ (z >> 31);
+    }
+
     static std::uint64_t rotl(std::uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
 
     std::array<std::uint64_t, 4> s_{};

@@ -3,6 +3,7 @@
 // inputs are contiguous (the tape can view them) and no batch allocates.
 #pragma once
 
+#include <cstdint>
 #include <numeric>
 #include <span>
 #include <utility>
@@ -24,25 +25,35 @@ public:
     };
 
     /// Batches of `batch_size` examples (the last of an epoch may be smaller) of
-    /// `set`, which must outlive this object; shuffled by `seed`, anew every epoch.
+    /// `set`, which must outlive this object; shuffled anew every epoch, in an
+    /// order that depends only on `seed` and the epoch number. Starts at epoch 0.
     Minibatches(const LabelledSet<S>& set, Index batch_size, std::uint64_t seed)
         : set_(set),
           batch_size_(batch_size),
-          rng_(seed),
+          seed_(seed),
           inputs_(set.inputs.rows(), batch_size),
           labels_(static_cast<std::size_t>(batch_size)) {
         scaltra::detail::require_positive("batch_size", batch_size_);
         if (set_.size() == 0)
             throw InvalidArgument("Minibatches: the set is empty");
         order_.resize(static_cast<std::size_t>(set_.size()));
-        std::iota(order_.begin(), order_.end(), Index(0));
-        next_epoch();
+        start_epoch(0);
     }
 
     Index batches_per_epoch() const { return (set_.size() + batch_size_ - 1) / batch_size_; }
+    std::int64_t epoch() const { return epoch_; }
 
-    /// Draws a new order of the examples (in place: no allocation).
-    void next_epoch() { rng_.shuffle(std::span<Index>(order_)); }
+    /// Orders the examples for epoch `epoch` (≥ 0), a function of the seed and the
+    /// epoch alone, as torch's `DistributedSampler.set_epoch`: a run resumed at
+    /// epoch e sees the batches the uninterrupted run saw. No allocation.
+    void start_epoch(std::int64_t epoch) {
+        scaltra::detail::require_nonnegative("epoch", epoch);
+        epoch_ = epoch;
+        std::iota(order_.begin(), order_.end(), Index(0));
+        Rng::stream(seed_, static_cast<std::uint64_t>(epoch)).shuffle(std::span<Index>(order_));
+    }
+
+    void next_epoch() { start_epoch(epoch_ + 1); }
 
     /// Batch k (0 ≤ k < batches_per_epoch()) of the current epoch.
     Batch batch(Index k) {
@@ -62,7 +73,8 @@ public:
 private:
     const LabelledSet<S>& set_;
     Index batch_size_;
-    Rng rng_;
+    std::uint64_t seed_;
+    std::int64_t epoch_ = 0;
     std::vector<Index> order_;
     Mat<S> inputs_;
     std::vector<Index> labels_;

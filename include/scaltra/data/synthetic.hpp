@@ -1,17 +1,21 @@
-// Synthetic task generators of the DCO paper's experiments (ALGORITHMS.md),
-// each drawn from an explicit Rng:
+// Synthetic task generators of the DCO and LODO papers' experiments
+// (ALGORITHMS.md), each drawn from an explicit Rng or seed:
 //   least squares          min_θ ‖Xθ − y‖², X ∈ ℝ^{rows×cols}, X, y ~ N(0, 1)
 //   Beverton–Holt          n⁺ = R₀n / (K + n) + N(0, σ²), R₀, K ~ U(1, 2), n ~ U(0, 10)
 //   smooth interpolation   y = a·cos(b·x)·exp(−c·|x|), a, b, c ~ U(0, 1)
+//   noisy quadratic bowl   ½(x − c)ᵀH(x − c), eigenvalues of H log-spaced, c ← c + N(0, I)
 // Where the paper is silent we chose, and the choice is a parameter: the
 // interpolation's x is drawn from U(x_min, x_max), [−5, 5] by default, without
-// noise; Beverton–Holt's noise σ defaults to 0.1 as the paper's N(0, 0.1²).
+// noise; Beverton–Holt's noise σ defaults to 0.1 as the paper's N(0, 0.1²); the
+// bowl's Hessian is rotated by a seeded random orthogonal matrix (so that it is
+// not diagonal) and its centre starts at 0.
 #pragma once
 
 #include <cmath>
 #include <vector>
 
 #include <Eigen/Cholesky>
+#include <Eigen/QR>
 
 #include "../core/rng.hpp"
 #include "../core/validate.hpp"
@@ -121,5 +125,96 @@ RegressionTask<S> smooth_interpolation_task(Rng& rng, Index train = 500, Index v
     task.parameters = {static_cast<S>(a), static_cast<S>(b), static_cast<S>(c)};
     return task;
 }
+
+struct NoisyQuadraticOptions {
+    double min_eigenvalue = 1e-3;
+    double max_eigenvalue = 1.0;
+    double drift = 1.0;   ///< standard deviation of the centre's random-walk step
+    bool rotate = true;   ///< H = Q diag(λ) Qᵀ with Q Haar-random; false: H = diag(λ)
+
+    void validate() const {
+        scaltra::detail::require_positive("min_eigenvalue", min_eigenvalue);
+        if (!(max_eigenvalue >= min_eigenvalue) || !std::isfinite(max_eigenvalue))
+            throw InvalidArgument(scaltra::detail::concat(
+                "Invalid max_eigenvalue: must be finite and ≥ min_eigenvalue (", min_eigenvalue,
+                "), got ", max_eigenvalue));
+        scaltra::detail::require_nonnegative("drift", drift);
+    }
+};
+
+/// The noisy quadratic bowl of the LODO paper: f(x) = ½(x − c)ᵀH(x − c), the
+/// eigenvalues of H log-spaced from min to max, and a centre c that takes a
+/// random-walk step c ← c + drift·N(0, I) whenever drift() is called (once per
+/// optimizer step: the optimizer chases a moving minimum with a fixed Hessian).
+template <Real S>
+class NoisyQuadraticBowl {
+public:
+    NoisyQuadraticBowl(Index n, std::uint64_t seed, NoisyQuadraticOptions options = {})
+        : options_(options), rng_(seed) {
+        scaltra::detail::require_positive("n", n);
+        options_.validate();
+        eigenvalues_.resize(n);
+        const double lo = std::log(options_.min_eigenvalue),
+                     hi = std::log(options_.max_eigenvalue);
+        for (Index i = 0; i < n; ++i)
+            eigenvalues_[i] = std::exp(n == 1 ? hi : lo + (hi - lo) * static_cast<double>(i)
+                                                              / static_cast<double>(n - 1));
+        Mat<double> Q = Mat<double>::Identity(n, n);
+        if (options_.rotate) {
+            // Haar-random orthogonal Q: QR of a Gaussian matrix, columns signed by diag(R).
+            Mat<double> Z(n, n);
+            for (Index i = 0; i < Z.size(); ++i)
+                Z(i) = rng_.normal();
+            const Eigen::HouseholderQR<Mat<double>> qr(Z);
+            Q = qr.householderQ();
+            for (Index j = 0; j < n; ++j)
+                if (qr.matrixQR()(j, j) < 0)
+                    Q.col(j) = -Q.col(j);
+        }
+        hessian_ = (Q * eigenvalues_.asDiagonal() * Q.transpose()).template cast<S>();
+        centre_ = Vec<S>::Zero(n);
+        shifted_.resize(n);
+    }
+
+    Index size() const { return centre_.size(); }
+    const Mat<S>& hessian() const { return hessian_; }
+    const Vec<double>& eigenvalues() const { return eigenvalues_; }
+    const Vec<S>& centre() const { return centre_; }
+
+    /// f(x) = ½(x − c)ᵀH(x − c), gradient H(x − c).
+    S operator()(const Eigen::Ref<const Vec<S>>& x, Eigen::Ref<Vec<S>> grad) {
+        scaltra::detail::require_size("bowl x", x.size(), size());
+        scaltra::detail::require_size("bowl gradient", grad.size(), size());
+        shifted_ = x - centre_;
+        grad.noalias() = hessian_ * shifted_;
+        return S(0.5) * shifted_.dot(grad);
+    }
+
+    /// One random-walk step of the centre.
+    void drift() {
+        for (Index i = 0; i < size(); ++i)
+            centre_[i] += static_cast<S>(options_.drift * rng_.normal());
+    }
+
+    /// ‖I − G H‖_F / √n: how far G is from H⁻¹ (LODO's inverse-Hessian error;
+    /// ≈ 0.883 for G = I with the default eigenvalues and n = 100).
+    double inverse_hessian_error(const Eigen::Ref<const Mat<S>>& G) const {
+        if (G.rows() != size() || G.cols() != size())
+            throw DimensionMismatch(scaltra::detail::concat("inverse_hessian_error: G is ",
+                                                            G.rows(), "x", G.cols(), ", need ",
+                                                            size(), "x", size()));
+        const Mat<double> E = Mat<double>::Identity(size(), size())
+                              - G.template cast<double>() * hessian_.template cast<double>();
+        return E.norm() / std::sqrt(static_cast<double>(size()));
+    }
+
+private:
+    NoisyQuadraticOptions options_;
+    Rng rng_;
+    Vec<double> eigenvalues_;
+    Mat<S> hessian_;
+    Vec<S> centre_;
+    Vec<S> shifted_;
+};
 
 }  // namespace scaltra::data

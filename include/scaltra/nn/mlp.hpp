@@ -36,6 +36,17 @@ struct Sigmoid {
     constexpr operator Activation() const { return Activation::sigmoid; }  // NOLINT
 };
 
+/// An output discrepancy ρ(f(x; w), r) against reference outputs r (APO's
+/// function-space term): the mean over all elements of (f − r)², or the mean over
+/// examples of KL(softmax(r) ‖ softmax(f)).
+enum class Discrepancy { squared_error, kl_softmax };
+
+/// Mean loss and accuracy of a model on a labelled set.
+struct Evaluation {
+    double loss;
+    double accuracy;
+};
+
 /// Weight initialisation: He (N(0, 2/fan_in), for ReLU) or Xavier/Glorot
 /// (U(±√(6/(fan_in + fan_out))), for tanh and sigmoid). Biases start at 0.
 enum class Init { automatic, he, xavier };
@@ -118,28 +129,63 @@ public:
         out = forward(w, inputs, nullptr).value();
     }
 
-    /// The fraction of examples whose largest output is their label, in chunks of
-    /// `chunk` examples.
-    double accuracy(const Eigen::Ref<const Vec<S>>& w, const Eigen::Ref<const Mat<S>>& inputs,
-                    std::span<const Index> labels, Index chunk = 1000) {
+    /// ρ(f(inputs; w), reference) (see Discrepancy); its gradient with respect to w,
+    /// the reference held constant, is added to grad.
+    S discrepancy_and_grad(const Eigen::Ref<const Vec<S>>& w,
+                           const Eigen::Ref<const Mat<S>>& inputs,
+                           const Eigen::Ref<const Mat<S>>& reference, Discrepancy rho,
+                           Eigen::Ref<Vec<S>> grad) {
+        check(w, inputs, &grad);
+        if (reference.rows() != output_size() || reference.cols() != inputs.cols())
+            throw DimensionMismatch(scaltra::detail::concat(
+                "Mlp: reference outputs are ", reference.rows(), "x", reference.cols(),
+                ", the outputs ", output_size(), "x", inputs.cols()));
+        tape_.clear();
+        const ad::Var<S> out = forward(w, inputs, grad.data());
+        const ad::Var<S> r = tape_.constant(reference);
+        auto loss = rho == Discrepancy::squared_error ? ad::mse(out, r) : ad::kl_softmax(r, out);
+        tape_.backward(loss);
+        return loss.value()(0, 0);
+    }
+
+    /// Mean softmax cross-entropy and accuracy (the fraction of examples whose
+    /// largest output is their label) on a whole set, `chunk` examples at a time;
+    /// no gradient is taken.
+    Evaluation evaluate(const Eigen::Ref<const Vec<S>>& w, const Eigen::Ref<const Mat<S>>& inputs,
+                        std::span<const Index> labels, Index chunk = 1000) {
+        check(w, inputs, nullptr);
+        detail::require_positive("chunk", chunk);
         if (static_cast<Index>(labels.size()) != inputs.cols())
             throw DimensionMismatch(scaltra::detail::concat("Mlp: ", labels.size(), " labels for ",
                                                             inputs.cols(), " examples"));
-        Mat<S> out(output_size(), std::min(chunk, inputs.cols()));
+        if (inputs.cols() == 0)
+            throw InvalidArgument("Mlp: evaluate on an empty set");
+        double total_loss = 0;
         Index correct = 0;
         for (Index j = 0; j < inputs.cols(); j += chunk) {
             const Index n = std::min(chunk, inputs.cols() - j);
-            auto o = out.leftCols(n);
-            predict(w, inputs.middleCols(j, n), o);
+            const auto chunk_labels =
+                labels.subspan(static_cast<std::size_t>(j), static_cast<std::size_t>(n));
+            tape_.clear();
+            const ad::Var<S> out = forward(w, inputs.middleCols(j, n), nullptr);
+            total_loss += static_cast<double>(
+                              ad::softmax_cross_entropy(out, chunk_labels).value()(0, 0))
+                          * static_cast<double>(n);
+            const auto logits = out.value();
             for (Index k = 0; k < n; ++k) {
                 Index best;
-                o.col(k).maxCoeff(&best);
-                correct += best == labels[static_cast<std::size_t>(j + k)];
+                logits.col(k).maxCoeff(&best);
+                correct += best == chunk_labels[static_cast<std::size_t>(k)];
             }
         }
-        return inputs.cols() == 0
-                   ? 0.0
-                   : static_cast<double>(correct) / static_cast<double>(inputs.cols());
+        const auto count = static_cast<double>(inputs.cols());
+        return {total_loss / count, static_cast<double>(correct) / count};
+    }
+
+    /// The fraction of examples whose largest output is their label.
+    double accuracy(const Eigen::Ref<const Vec<S>>& w, const Eigen::Ref<const Mat<S>>& inputs,
+                    std::span<const Index> labels, Index chunk = 1000) {
+        return evaluate(w, inputs, labels, chunk).accuracy;
     }
 
 private:

@@ -11,6 +11,7 @@
 #include <limits>
 #include <memory>
 #include <ostream>
+#include <sstream>
 #include <string>
 
 #include "../core/error.hpp"
@@ -62,8 +63,10 @@ private:
     std::int64_t every_;
 };
 
-/// A one-line progress bar: percentage of the iteration budget, steps per second,
-/// time to go and the latest loss, redrawn at most ten times a second.
+/// A one-line progress bar: share of the iteration budget, steps per second,
+/// time to go and the running loss (an exponential average over about the last
+/// 50 steps, bias-corrected as Adam's moments), redrawn at most ten times a
+/// second. Under `fit` each epoch ends with a summary line of its metrics.
 class ProgressBar {
 public:
     explicit ProgressBar(std::ostream& out = std::cerr, int width = 30)
@@ -72,52 +75,120 @@ public:
     }
 
     template <class Opt, class S>
+    void on_begin(const Opt&, const Progress<S>& p, const Eigen::Ref<const Vec<S>>&) {
+        first_iteration_ = p.iteration;
+        average_ = 0;
+        weight_ = 0;
+        last_draw_ = -1;
+    }
+
+    template <class Opt, class S>
     void on_step(const Opt&, const Progress<S>& p, const Eigen::Ref<const Vec<S>>&) {
+        if (std::isfinite(p.loss)) {
+            average_ = kDecay * average_ + (1 - kDecay) * static_cast<double>(p.loss);
+            weight_ = kDecay * weight_ + (1 - kDecay);
+        }
         if (p.elapsed_seconds - last_draw_ < 0.1 && p.iteration != p.max_iterations)
             return;
         last_draw_ = p.elapsed_seconds;
-        draw(p.iteration, p.max_iterations, p.elapsed_seconds, static_cast<double>(p.loss));
+        emit(bar(p), false);
+    }
+
+    template <class Opt, class S>
+    void on_epoch_end(const Opt&, const Progress<S>& p, const Eigen::Ref<const Vec<S>>&) {
+        if (p.max_epochs == 0)
+            return;  // minimize's epochs are only groups of steps
+        std::ostringstream line;
+        line << "epoch " << p.epoch << '/' << p.max_epochs << "  loss " << std::setprecision(4)
+             << p.epoch_loss;
+        auto metric = [&](const char* name, double loss, double accuracy) {
+            if (std::isfinite(loss))
+                line << "  " << name << " loss " << std::setprecision(4) << loss << " acc "
+                     << std::fixed << std::setprecision(2) << 100 * accuracy << '%'
+                     << std::defaultfloat;
+        };
+        metric("validation", p.metrics.validation_loss, p.metrics.validation_accuracy);
+        metric("test", p.metrics.test_loss, p.metrics.test_accuracy);
+        line << "  " << std::fixed << std::setprecision(1) << p.elapsed_seconds << " s";
+        emit(line.str(), true);
     }
 
     template <class Opt, class S>
     void on_end(const Opt&, const Progress<S>& p, const Eigen::Ref<const Vec<S>>&) {
-        draw(p.iteration, p.max_iterations, p.elapsed_seconds, static_cast<double>(p.loss));
-        *out_ << '\n';
+        if (p.max_epochs == 0 || line_width_ > 0)
+            emit(bar(p), true);
     }
 
 private:
-    void draw(std::int64_t done, std::int64_t total, double seconds, double loss) {
+    static constexpr double kDecay = 0.98;
+
+    template <class S>
+    std::string bar(const Progress<S>& p) const {
+        const std::int64_t done = p.iteration - first_iteration_,
+                           total = p.max_iterations - first_iteration_;
         const double fraction =
             total > 0 ? static_cast<double>(done) / static_cast<double>(total) : 1;
         const int filled = static_cast<int>(fraction * width_);
-        const double rate = seconds > 0 ? static_cast<double>(done) / seconds : 0;
+        const double rate = p.elapsed_seconds > 0 ? static_cast<double>(done) / p.elapsed_seconds
+                                                  : 0;
         const double eta = rate > 0 ? static_cast<double>(total - done) / rate : 0;
-        const detail::FormatGuard keep_format(*out_);
-        *out_ << '\r' << '[' << std::string(static_cast<std::size_t>(filled), '=')
-              << std::string(static_cast<std::size_t>(width_ - filled), ' ') << "] " << std::setw(3)
-              << static_cast<int>(100 * fraction) << "%  " << std::fixed << std::setprecision(1)
-              << rate << " it/s  ETA " << static_cast<std::int64_t>(eta) << " s  loss "
-              << std::scientific << std::setprecision(4) << loss << std::flush;
+        const double loss = weight_ > 0 ? average_ / weight_ : static_cast<double>(p.loss);
+        std::ostringstream line;
+        if (p.max_epochs > 0)
+            line << "epoch " << p.epoch + 1 << '/' << p.max_epochs << ' ';
+        line << '[' << std::string(static_cast<std::size_t>(filled), '=')
+             << std::string(static_cast<std::size_t>(width_ - filled), ' ') << "] " << std::setw(3)
+             << static_cast<int>(100 * fraction) << "%  " << std::fixed << std::setprecision(1)
+             << rate << " it/s  ETA " << static_cast<std::int64_t>(eta) << " s  loss "
+             << std::scientific << std::setprecision(4) << loss;
+        return line.str();
+    }
+
+    /// Rewrites the current line (padding over a longer previous one), and ends
+    /// it when `newline`.
+    void emit(const std::string& line, bool newline) {
+        *out_ << '\r' << line;
+        if (line.size() < line_width_)
+            *out_ << std::string(line_width_ - line.size(), ' ');
+        line_width_ = newline ? 0 : line.size();
+        if (newline)
+            *out_ << '\n';
+        *out_ << std::flush;
     }
 
     std::ostream* out_;
     int width_;
+    std::int64_t first_iteration_ = 0;
+    double average_ = 0, weight_ = 0;  // the running loss is average_ / weight_
     double last_draw_ = -1;
+    std::size_t line_width_ = 0;  // of the line being redrawn (0: none open)
 };
 
-/// Stops when the epoch loss has not improved by more than `min_delta` for
-/// `patience` epochs in a row.
+/// Which epoch loss EarlyStopAtMinLoss watches.
+enum class Monitor {
+    train_loss,       ///< Progress::epoch_loss, the mean step loss of the epoch
+    validation_loss,  ///< Progress::metrics.validation_loss (fit with a validation set)
+};
+
+/// Stops when the monitored epoch loss has not improved by more than `min_delta`
+/// for `patience` epochs in a row.
 class EarlyStopAtMinLoss {
 public:
-    explicit EarlyStopAtMinLoss(std::int64_t patience = 10, double min_delta = 0)
-        : patience_(patience), min_delta_(min_delta) {
+    explicit EarlyStopAtMinLoss(std::int64_t patience = 10, double min_delta = 0,
+                                Monitor monitor = Monitor::train_loss)
+        : patience_(patience), min_delta_(min_delta), monitor_(monitor) {
         detail::require_positive("patience", patience_);
         detail::require_nonnegative("min_delta", min_delta_);
     }
 
     template <class Opt, class S>
     bool on_epoch_end(const Opt&, const Progress<S>& p, const Eigen::Ref<const Vec<S>>&) {
-        const auto loss = static_cast<double>(p.epoch_loss);
+        const double loss = monitor_ == Monitor::train_loss ? static_cast<double>(p.epoch_loss)
+                                                            : p.metrics.validation_loss;
+        if (monitor_ == Monitor::validation_loss && std::isnan(loss))
+            throw InvalidArgument(
+                "EarlyStopAtMinLoss: monitors the validation loss, but the run has no "
+                "validation set");
         if (loss < best_ - min_delta_) {
             best_ = loss;
             bad_epochs_ = 0;
@@ -131,6 +202,7 @@ public:
 private:
     std::int64_t patience_;
     double min_delta_;
+    Monitor monitor_;
     double best_ = std::numeric_limits<double>::infinity();
     std::int64_t bad_epochs_ = 0;
 };
@@ -191,45 +263,108 @@ private:
     double max_norm_;
 };
 
+namespace detail {
+/// Where a CSV logger writes: a file it opens (truncated, or appended to so that
+/// a resumed run continues its log) or a stream it is given.
+class CsvOutput {
+public:
+    CsvOutput(const std::string& path, bool append)
+        : file_(std::make_unique<std::ofstream>(path, append ? std::ios::app : std::ios::trunc)),
+          out_(file_.get()) {
+        if (!*file_)
+            throw Error(concat("CSV logger: cannot open '", path, "' for writing"));
+        header_ = !append || file_->tellp() == std::streampos(0);
+    }
+    explicit CsvOutput(std::ostream& out) : out_(&out) {}
+
+    std::ostream& out() { return *out_; }
+    /// Writes the header line unless it is appending to a file that has one.
+    void header(const char* line) {
+        if (header_)
+            *out_ << line << '\n';
+        header_ = false;
+    }
+
+private:
+    std::unique_ptr<std::ofstream> file_;
+    std::ostream* out_;
+    bool header_ = true;
+};
+}  // namespace detail
+
 /// Writes "iteration,loss,gradient_norm,elapsed_seconds" for every `every`-th step
-/// as CSV, to a file it opens (and truncates) or to a stream it is given.
+/// as CSV, to a file it opens (truncated, or appended to) or to a stream it is given.
 class CsvLogger {
 public:
-    explicit CsvLogger(const std::string& path, std::int64_t every = 1) : every_(every) {
-        detail::require_positive("every", every_);  // before the file is truncated
-        file_ = std::make_unique<std::ofstream>(path);
-        if (!*file_)
-            throw Error(detail::concat("CsvLogger: cannot open '", path, "' for writing"));
-        out_ = file_.get();
-    }
-    explicit CsvLogger(std::ostream& out, std::int64_t every = 1) : every_(every), out_(&out) {
-        detail::require_positive("every", every_);
-    }
+    explicit CsvLogger(const std::string& path, std::int64_t every = 1, bool append = false)
+        : every_(valid_every(every)), csv_(path, append) {}
+    explicit CsvLogger(std::ostream& out, std::int64_t every = 1)
+        : every_(valid_every(every)), csv_(out) {}
 
     template <class Opt, class S>
     void on_begin(const Opt&, const Progress<S>&, const Eigen::Ref<const Vec<S>>&) {
-        *out_ << "iteration,loss,gradient_norm,elapsed_seconds\n";
+        csv_.header("iteration,loss,gradient_norm,elapsed_seconds");
     }
 
     template <class Opt, class S>
     void on_step(const Opt&, const Progress<S>& p, const Eigen::Ref<const Vec<S>>&) {
         if (p.iteration % every_ != 0)
             return;
-        const detail::FormatGuard keep_format(*out_);
-        *out_ << p.iteration << ',' << std::setprecision(std::numeric_limits<S>::max_digits10)
-              << p.loss << ',' << p.gradient_norm << ',' << std::setprecision(6)
-              << p.elapsed_seconds << '\n';
+        std::ostream& out = csv_.out();
+        const detail::FormatGuard keep_format(out);
+        out << p.iteration << ',' << std::setprecision(std::numeric_limits<S>::max_digits10)
+            << p.loss << ',' << p.gradient_norm << ',' << std::setprecision(6)
+            << p.elapsed_seconds << '\n';
     }
 
     template <class Opt, class S>
     void on_end(const Opt&, const Progress<S>&, const Eigen::Ref<const Vec<S>>&) {
-        out_->flush();
+        csv_.out().flush();
     }
 
 private:
+    static std::int64_t valid_every(std::int64_t every) {
+        detail::require_positive("every", every);  // before a file is truncated
+        return every;
+    }
+
     std::int64_t every_;
-    std::unique_ptr<std::ofstream> file_;
-    std::ostream* out_ = nullptr;
+    detail::CsvOutput csv_;
+};
+
+/// Writes one CSV line per epoch: "epoch,iteration,train_loss,validation_loss,
+/// validation_accuracy,test_loss,test_accuracy,elapsed_seconds"; a metric fit did
+/// not measure (no such set) is left empty.
+class EpochCsvLogger {
+public:
+    explicit EpochCsvLogger(const std::string& path, bool append = false) : csv_(path, append) {}
+    explicit EpochCsvLogger(std::ostream& out) : csv_(out) {}
+
+    template <class Opt, class S>
+    void on_begin(const Opt&, const Progress<S>&, const Eigen::Ref<const Vec<S>>&) {
+        csv_.header(
+            "epoch,iteration,train_loss,validation_loss,validation_accuracy,test_loss,"
+            "test_accuracy,elapsed_seconds");
+    }
+
+    template <class Opt, class S>
+    void on_epoch_end(const Opt&, const Progress<S>& p, const Eigen::Ref<const Vec<S>>&) {
+        std::ostream& out = csv_.out();
+        const detail::FormatGuard keep_format(out);
+        out << p.epoch << ',' << p.iteration << ','
+            << std::setprecision(std::numeric_limits<double>::max_digits10)
+            << static_cast<double>(p.epoch_loss);
+        for (double v : {p.metrics.validation_loss, p.metrics.validation_accuracy,
+                         p.metrics.test_loss, p.metrics.test_accuracy}) {
+            out << ',';
+            if (!std::isnan(v))
+                out << v;
+        }
+        out << ',' << std::setprecision(6) << p.elapsed_seconds << '\n' << std::flush;
+    }
+
+private:
+    detail::CsvOutput csv_;
 };
 
 }  // namespace scaltra

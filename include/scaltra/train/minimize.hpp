@@ -88,8 +88,7 @@ MinimizeResult<typename Opt::Scalar> minimize(Opt& opt, F&& f,
 
     ((stop |= detail::invoke_hook<detail::on_begin_hook>(callbacks, opt, seen, x_view)), ...);
     Status status = stop ? Status::stopped_by_callback : Status::max_iterations;
-    S epoch_sum = S(0);
-    std::int64_t epoch_finite_steps = 0;
+    detail::EpochLossMean<S> epoch_loss;
     while (!stop && progress.iteration < options.max_iterations) {
         try {
             in_step = true;
@@ -105,19 +104,14 @@ MinimizeResult<typename Opt::Scalar> minimize(Opt& opt, F&& f,
         ++progress.iteration;
         progress.elapsed_seconds = elapsed();
         if (last_finite) {
-            epoch_sum += progress.loss;
-            ++epoch_finite_steps;
+            epoch_loss.add(progress.loss);
         } else {
             ++progress.skipped_steps;
         }
         ((stop |= detail::invoke_hook<detail::on_step_hook>(callbacks, opt, seen, x_view)), ...);
         if (progress.iteration % options.steps_per_epoch == 0) {
             ++progress.epoch;
-            progress.epoch_loss = epoch_finite_steps > 0
-                                      ? epoch_sum / static_cast<S>(epoch_finite_steps)
-                                      : std::numeric_limits<S>::quiet_NaN();
-            epoch_sum = S(0);
-            epoch_finite_steps = 0;
+            progress.epoch_loss = epoch_loss.take();
             ((stop |= detail::invoke_hook<detail::on_epoch_end_hook>(callbacks, opt, seen, x_view)),
              ...);
         }

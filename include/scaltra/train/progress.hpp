@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
 #include <string_view>
 
 #include "../core/types.hpp"
@@ -30,20 +31,55 @@ constexpr std::string_view to_string(Status s) {
     return "unknown";
 }
 
+/// What `fit` measures at the end of an epoch on its validation and test sets;
+/// NaN where a set was not given (and always under `minimize`).
+struct EpochMetrics {
+    double validation_loss = std::numeric_limits<double>::quiet_NaN();
+    double validation_accuracy = std::numeric_limits<double>::quiet_NaN();
+    double test_loss = std::numeric_limits<double>::quiet_NaN();
+    double test_accuracy = std::numeric_limits<double>::quiet_NaN();
+};
+
 /// The run so far, as every callback hook sees it.
 template <Real S>
 struct Progress {
     std::int64_t iteration = 0;  ///< optimizer steps completed
     std::int64_t max_iterations = 0;
-    std::int64_t epoch = 0;  ///< epochs completed
+    std::int64_t epoch = 0;       ///< epochs completed
+    std::int64_t max_epochs = 0;  ///< fit's epoch budget (0 under minimize)
     std::int64_t objective_calls = 0;
     std::int64_t skipped_steps =
         0;                   ///< steps skipped on a non-finite value (NonFinitePolicy::skip)
     S loss = S(0);           ///< the latest loss evaluated (in on_step: the loss the step saw)
     S gradient_norm = S(0);  ///< ‖∇f‖ at the point of that loss (before any clipping)
     S epoch_loss = S(0);     ///< mean of the finite step losses of the last epoch (NaN if none)
+    EpochMetrics metrics;    ///< of the last completed epoch (fit only)
     double elapsed_seconds = 0;
 };
+
+namespace detail {
+/// The mean of an epoch's finite step losses, as Progress::epoch_loss reports it.
+template <Real S>
+class EpochLossMean {
+public:
+    void add(S loss) {
+        sum_ += loss;
+        ++count_;
+    }
+    /// The mean so far (NaN when no step was finite), and starts a new epoch.
+    S take() {
+        const S mean = count_ > 0 ? sum_ / static_cast<S>(count_)
+                                  : std::numeric_limits<S>::quiet_NaN();
+        sum_ = S(0);
+        count_ = 0;
+        return mean;
+    }
+
+private:
+    S sum_ = S(0);
+    std::int64_t count_ = 0;
+};
+}  // namespace detail
 
 /// The outcome of `minimize`.
 template <Real S>

@@ -1,0 +1,180 @@
+// fit(model, opt, w, train, options, callbacks...): trains a classifier for a
+// number of epochs of shuffled minibatches, evaluates it on the validation and
+// test sets after every epoch, and returns the history (Keras's `model.fit`).
+//
+// The parameters are the caller's flat vector `w`, as everywhere in scaltra; the
+// model supplies the minibatch loss and the evaluation. Callbacks are those of
+// `minimize` (hooks.hpp); on_epoch_end sees the epoch's metrics in
+// `progress.metrics` and `progress.epoch_loss` (the mean minibatch loss).
+// Resuming: load a checkpoint (checkpoint.hpp), pass its epoch as
+// `initial_epoch`, and the run continues bit-identically, since an epoch's
+// batches depend only on the seed and the epoch number.
+#pragma once
+
+#include <chrono>
+#include <cmath>
+#include <concepts>
+#include <cstdint>
+#include <span>
+#include <type_traits>
+#include <vector>
+
+#include "../core/concepts.hpp"
+#include "../core/error.hpp"
+#include "../core/validate.hpp"
+#include "../data/labelled_set.hpp"
+#include "../data/minibatches.hpp"
+#include "hooks.hpp"
+#include "progress.hpp"
+
+namespace scaltra {
+
+/// A classifier over a flat parameter vector, as nn::Mlp: a minibatch loss whose
+/// gradient is added to grad, and an evaluation (mean loss, accuracy) of a set.
+template <class M, class S>
+concept Classifier = requires(M& m, const Eigen::Ref<const Vec<S>>& w,
+                              const Eigen::Ref<const Mat<S>>& inputs,
+                              std::span<const Index> labels, Eigen::Ref<Vec<S>>& grad) {
+    { m.loss_and_grad(w, inputs, labels, grad) } -> std::convertible_to<S>;
+    { m.evaluate(w, inputs, labels).loss } -> std::convertible_to<double>;
+    { m.evaluate(w, inputs, labels).accuracy } -> std::convertible_to<double>;
+};
+
+template <Real S>
+struct FitOptions {
+    std::int64_t epochs = 10;         ///< the epoch to stop after (counting initial_epoch)
+    Index batch_size = 128;
+    std::uint64_t seed = 0;           ///< the minibatch order
+    std::int64_t initial_epoch = 0;   ///< epochs already done (to resume from a checkpoint)
+    const data::LabelledSet<S>* validation = nullptr;  ///< evaluated after every epoch
+    const data::LabelledSet<S>* test = nullptr;        ///< evaluated after every epoch
+
+    void validate() const {
+        detail::require_positive("epochs", epochs);
+        detail::require_positive("batch_size", batch_size);
+        detail::require_in("initial_epoch", initial_epoch, std::int64_t{0}, detail::Bound::closed,
+                           epochs, detail::Bound::closed);
+    }
+};
+
+/// One line of the training history.
+struct EpochRecord {
+    std::int64_t epoch;      ///< 1-based
+    std::int64_t iteration;  ///< optimizer steps completed by its end
+    double train_loss;       ///< mean of the epoch's finite minibatch losses
+    EpochMetrics metrics;
+    double elapsed_seconds;
+};
+
+template <Real S>
+struct FitResult {
+    std::vector<EpochRecord> history;  ///< the epochs completed in this call
+    std::int64_t iterations;           ///< optimizer steps completed (from the start)
+    std::int64_t skipped_steps;
+    Status status;  ///< max_iterations when every epoch ran
+    double elapsed_seconds;
+};
+
+template <Optimizer Opt, Classifier<typename Opt::Scalar> Model, class... Callbacks>
+FitResult<typename Opt::Scalar> fit(Model& model, Opt& opt,
+                                    Eigen::Ref<Vec<typename Opt::Scalar>> w,
+                                    const data::LabelledSet<typename Opt::Scalar>& train,
+                                    const FitOptions<typename Opt::Scalar>& options,
+                                    Callbacks&&... callbacks) {
+    using S = typename Opt::Scalar;
+    static_assert((detail::valid_callback<std::remove_reference_t<Callbacks>, Opt, S> && ...),
+                  "a callback passed to fit has no hook, or a hook the driver cannot call "
+                  "(see train/hooks.hpp)");
+    options.validate();
+    if (train.size() == 0)
+        throw InvalidArgument("fit: the training set is empty");
+    if (static_cast<Index>(train.labels.size()) != train.size())
+        throw DimensionMismatch(detail::concat("fit: ", train.labels.size(), " labels for ",
+                                               train.size(), " training examples"));
+
+    const auto start = std::chrono::steady_clock::now();
+    auto elapsed = [&] {
+        return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    };
+    data::Minibatches<S> batches(train, options.batch_size, options.seed);
+    const Index steps_per_epoch = batches.batches_per_epoch();
+    Progress<S> progress;
+    progress.max_epochs = options.epochs;
+    progress.epoch = options.initial_epoch;
+    progress.max_iterations = options.epochs * steps_per_epoch;
+    progress.iteration = options.initial_epoch * steps_per_epoch;
+    const Eigen::Ref<const Vec<S>> w_view(w);
+    const Progress<S>& seen = progress;
+    FitResult<S> result{{}, 0, 0, Status::max_iterations, 0};
+
+    bool stop = false;
+    bool last_finite = true;
+    typename data::Minibatches<S>::Batch* batch = nullptr;
+    auto objective = [&](const Eigen::Ref<const Vec<S>>& at, Eigen::Ref<Vec<S>> grad) -> S {
+        ++progress.objective_calls;
+        const auto loss = static_cast<S>(model.loss_and_grad(at, batch->inputs, batch->labels, grad));
+        progress.loss = loss;
+        progress.gradient_norm = grad.norm();
+        progress.elapsed_seconds = elapsed();
+        last_finite = std::isfinite(loss) && detail::all_finite(grad);
+        ((stop |= detail::invoke_hook<detail::on_evaluate_hook>(callbacks, opt, seen, at, grad)),
+         ...);
+        return loss;
+    };
+    auto evaluate = [&](const data::LabelledSet<S>* set, double& loss, double& accuracy) {
+        if (set == nullptr)
+            return;
+        const auto e = model.evaluate(w_view, set->inputs, set->labels);
+        loss = e.loss;
+        accuracy = e.accuracy;
+    };
+
+    ((stop |= detail::invoke_hook<detail::on_begin_hook>(callbacks, opt, seen, w_view)), ...);
+    detail::EpochLossMean<S> epoch_loss;
+    for (std::int64_t epoch = options.initial_epoch; epoch < options.epochs && !stop; ++epoch) {
+        batches.start_epoch(epoch);
+        for (Index k = 0; k < steps_per_epoch && !stop; ++k) {
+            auto current = batches.batch(k);
+            batch = &current;
+            try {
+                opt.step(w, objective);
+            } catch (const NonFinite&) {
+                result.status = Status::non_finite;
+                stop = true;
+                break;
+            }
+            ++progress.iteration;
+            progress.elapsed_seconds = elapsed();
+            if (last_finite)
+                epoch_loss.add(progress.loss);
+            else
+                ++progress.skipped_steps;
+            ((stop |= detail::invoke_hook<detail::on_step_hook>(callbacks, opt, seen, w_view)),
+             ...);
+        }
+        if (result.status == Status::non_finite || progress.iteration % steps_per_epoch != 0)
+            break;  // the epoch did not complete: no epoch end
+        ++progress.epoch;
+        progress.epoch_loss = epoch_loss.take();
+        progress.metrics = EpochMetrics{};
+        evaluate(options.validation, progress.metrics.validation_loss,
+                 progress.metrics.validation_accuracy);
+        evaluate(options.test, progress.metrics.test_loss, progress.metrics.test_accuracy);
+        progress.elapsed_seconds = elapsed();
+        result.history.push_back({progress.epoch, progress.iteration,
+                                  static_cast<double>(progress.epoch_loss), progress.metrics,
+                                  progress.elapsed_seconds});
+        ((stop |= detail::invoke_hook<detail::on_epoch_end_hook>(callbacks, opt, seen, w_view)),
+         ...);
+    }
+    if (stop && result.status != Status::non_finite)
+        result.status = Status::stopped_by_callback;
+    progress.elapsed_seconds = elapsed();
+    ((detail::invoke_hook<detail::on_end_hook>(callbacks, opt, seen, w_view)), ...);
+    result.iterations = progress.iteration;
+    result.skipped_steps = progress.skipped_steps;
+    result.elapsed_seconds = progress.elapsed_seconds;
+    return result;
+}
+
+}  // namespace scaltra

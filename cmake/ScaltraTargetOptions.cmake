@@ -27,9 +27,12 @@ endfunction()
 
 # scaltra_configure_fast_target(<target>)
 #   scaltra_configure_target() plus -march=native when SCALTRA_NATIVE_ARCH is ON
-#   (benchmarks and examples only).
+#   and OpenBLAS when SCALTRA_OPENBLAS is ON and found (benchmarks and examples).
 function(scaltra_configure_fast_target target)
   scaltra_configure_target(${target})
+  if(SCALTRA_OPENBLAS)
+    target_link_libraries(${target} PRIVATE scaltra_openblas)
+  endif()
   if(SCALTRA_NATIVE_ARCH)
     # GCC 12's AVX-512 intrinsics trip false -W(maybe-)uninitialized warnings
     # (GCC bug 105593, fixed in GCC 13) once Eigen vectorises with them.

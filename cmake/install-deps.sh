@@ -8,8 +8,8 @@
 set -eu
 
 # --- Package lists: extend here -------------------------------------------
-SCALTRA_DEPS_TEST="cmake g++ make libeigen3-dev catch2 libbenchmark-dev zlib1g-dev"
-SCALTRA_DEPS_DEMO="cmake g++ make libeigen3-dev libbenchmark-dev zlib1g-dev"
+SCALTRA_DEPS_TEST="cmake g++ make libeigen3-dev catch2 libbenchmark-dev zlib1g-dev libopenblas-dev dataset-fashion-mnist gnuplot-nox"
+SCALTRA_DEPS_DEMO="cmake g++ make libeigen3-dev libbenchmark-dev zlib1g-dev libopenblas-dev dataset-fashion-mnist gnuplot-nox"
 # ---------------------------------------------------------------------------
 
 usage() {

@@ -6,5 +6,6 @@
 #include "core/layout.hpp"
 #include "core/rng.hpp"
 #include "core/state_io.hpp"
+#include "core/threads.hpp"
 #include "core/types.hpp"
 #include "core/validate.hpp"

@@ -9,7 +9,9 @@
 // With OpenMP and Eigen::nbThreads() > 1, large products split C's columns
 // among the threads.
 // On Eigen versions whose internals this was not written against, every product
-// goes through the ordinary Eigen product (correct, but allocating).
+// goes through the ordinary Eigen product (correct, but allocating). With
+// EIGEN_USE_BLAS every product goes to the BLAS (sgemm/dgemm), which threads
+// and keeps its buffers by itself.
 #pragma once
 
 #include <algorithm>
@@ -20,8 +22,11 @@
 
 #include "../core/types.hpp"
 
-#define SCALTRA_AD_OWN_GEMM_BLOCKING \
-    (EIGEN_VERSION_AT_LEAST(3, 4, 0) && !EIGEN_VERSION_AT_LEAST(3, 4, 90))
+#if EIGEN_VERSION_AT_LEAST(3, 4, 0) && !EIGEN_VERSION_AT_LEAST(3, 4, 90) && !defined(EIGEN_USE_BLAS)
+#define SCALTRA_AD_OWN_GEMM_BLOCKING 1
+#else
+#define SCALTRA_AD_OWN_GEMM_BLOCKING 0
+#endif
 
 namespace scaltra::ad::detail {
 
@@ -32,10 +37,10 @@ public:
     /// alias A or B. Shapes are the caller's to check.
     template <class MA, class MB, class MC>
     void multiply(const MA& A, bool ta, const MB& B, bool tb, MC&& C, bool accumulate) {
-        const Index m = C.rows(), n = C.cols(), k = ta ? A.rows() : A.cols();
         if (!accumulate)
             C.setZero();
 #if SCALTRA_AD_OWN_GEMM_BLOCKING
+        const Index m = C.rows(), n = C.cols(), k = ta ? A.rows() : A.cols();
         if (m * n * k >= kLargeProduct && m > 1 && n > 1 && k > 1) {
             // Columns of C (and of op(B)) are split among the threads, each with
             // its own packing buffers, prepared here because the cache is not

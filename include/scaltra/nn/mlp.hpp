@@ -64,8 +64,10 @@ public:
         for (std::size_t l = 0; l + 1 < sizes_.size(); ++l) {
             detail::require_positive("layer size", sizes_[l]);
             detail::require_positive("layer size", sizes_[l + 1]);
-            layout_.add("W" + std::to_string(l + 1), sizes_[l + 1], sizes_[l]);
-            layout_.add("b" + std::to_string(l + 1), sizes_[l + 1]);
+            // concat, not "W" + std::to_string(…): GCC 12 gives a false -Wrestrict
+            // on the latter at -O2 and above (GCC bug 105651).
+            layout_.add(scaltra::detail::concat("W", l + 1), sizes_[l + 1], sizes_[l]);
+            layout_.add(scaltra::detail::concat("b", l + 1), sizes_[l + 1]);
         }
         if (init_ == Init::automatic)
             init_ = activation_ == Activation::relu ? Init::he : Init::xavier;

@@ -63,7 +63,8 @@ struct EpochRecord {
     std::int64_t iteration;  ///< optimizer steps completed by its end
     double train_loss;       ///< mean of the epoch's finite minibatch losses
     EpochMetrics metrics;
-    double elapsed_seconds;
+    double train_seconds;    ///< wall time of the epoch's steps (callbacks included, evaluation not)
+    double elapsed_seconds;  ///< since fit began, at the epoch's end
 };
 
 template <Real S>
@@ -133,6 +134,7 @@ FitResult<typename Opt::Scalar> fit(Model& model, Opt& opt,
     detail::EpochLossMean<S> epoch_loss;
     for (std::int64_t epoch = options.initial_epoch; epoch < options.epochs && !stop; ++epoch) {
         batches.start_epoch(epoch);
+        const double epoch_start = elapsed();
         for (Index k = 0; k < steps_per_epoch && !stop; ++k) {
             auto current = batches.batch(k);
             batch = &current;
@@ -154,6 +156,7 @@ FitResult<typename Opt::Scalar> fit(Model& model, Opt& opt,
         }
         if (result.status == Status::non_finite || progress.iteration % steps_per_epoch != 0)
             break;  // the epoch did not complete: no epoch end
+        const double train_seconds = elapsed() - epoch_start;
         ++progress.epoch;
         progress.epoch_loss = epoch_loss.take();
         progress.metrics = EpochMetrics{};
@@ -163,7 +166,7 @@ FitResult<typename Opt::Scalar> fit(Model& model, Opt& opt,
         progress.elapsed_seconds = elapsed();
         result.history.push_back({progress.epoch, progress.iteration,
                                   static_cast<double>(progress.epoch_loss), progress.metrics,
-                                  progress.elapsed_seconds});
+                                  train_seconds, progress.elapsed_seconds});
         ((stop |= detail::invoke_hook<detail::on_epoch_end_hook>(callbacks, opt, seen, w_view)),
          ...);
     }

@@ -59,7 +59,7 @@ constexpr Entry kOptimizers[] = {
 struct Run {
     std::string name;
     double lr;
-    scaltra::FitResult<S> result;
+    scaltra::FitResult result;
     std::vector<S> step_losses;
 };
 
@@ -120,13 +120,17 @@ Run train_named(const std::string& name, double lr, const Settings& settings,
     return go(scaltra::AdaGrad<S>(layout, {.lr = rate}));
 }
 
-/// Training steps per second over all epochs (evaluation excluded).
-double steps_per_second(const scaltra::FitResult<S>& r) {
+/// Training steps per second over the epochs run (evaluation excluded).
+double steps_per_second(const scaltra::FitResult& r) {
+    if (r.history.empty())
+        return 0;
     double seconds = 0;
     for (const auto& e : r.history)
         seconds += e.train_seconds;
-    const auto steps = r.history.empty() ? 0 : r.history.back().iteration;
-    return seconds > 0 ? static_cast<double>(steps) / seconds : 0;
+    const auto& last = r.history.back();
+    const double steps = static_cast<double>(last.iteration / last.epoch)
+                         * static_cast<double>(r.history.size());
+    return seconds > 0 ? steps / seconds : 0;
 }
 
 void print_table(const std::vector<Run>& runs) {

@@ -189,3 +189,27 @@ TEST_CASE("training an Mlp on minibatches allocates nothing after the first batc
     Eigen::internal::set_is_malloc_allowed(true);
     CHECK(allocations.load() - before == 0);
 }
+
+TEST_CASE("evaluating an Mlp and its output discrepancy allocates nothing after the first call",
+          "[nn][alloc]") {
+    const scaltra::Mat<float> X = scaltra::Mat<float>::Random(20, 250);
+    std::vector<scaltra::Index> labels(250);
+    for (std::size_t j = 0; j < labels.size(); ++j)
+        labels[j] = static_cast<scaltra::Index>(j % 3);
+    scaltra::nn::Mlp<float> model({20, 16, 3}, scaltra::nn::Relu{}, 1);
+    const scaltra::Vec<float> w = model.init();
+    scaltra::Vec<float> g = scaltra::Vec<float>::Zero(w.size());
+    scaltra::Mat<float> reference(3, 250);
+    model.predict(w, X, reference);
+    auto both = [&] {
+        model.evaluate(w, X, labels, 100);  // chunks of 100, 100 and 50
+        model.discrepancy_and_grad(w, X, reference, scaltra::nn::Discrepancy::kl_softmax, g);
+    };
+    both();
+    const long before = allocations.load();
+    Eigen::internal::set_is_malloc_allowed(false);
+    both();
+    both();
+    Eigen::internal::set_is_malloc_allowed(true);
+    CHECK(allocations.load() - before == 0);
+}

@@ -123,6 +123,35 @@ struct ToyState {
 };
 }  // namespace
 
+TEST_CASE("Rng streams of a seed are seeded apart from each other and from the seed",
+          "[core][rng]") {
+    auto first_draws = [](scaltra::Rng r) {
+        std::array<std::uint64_t, 4> out{};
+        for (auto& x : out)
+            x = r();
+        return out;
+    };
+    CHECK(first_draws(scaltra::Rng::stream(5, 1)) == first_draws(scaltra::Rng::stream(5, 1)));
+    // Nine streams, all different, and none equal to a plain Rng(seed + stream).
+    std::set<std::array<std::uint64_t, 4>> streams, plains;
+    for (std::uint64_t seed : {0, 1, 5})
+        for (std::uint64_t stream : {0, 1, 2}) {
+            streams.insert(first_draws(scaltra::Rng::stream(seed, stream)));
+            plains.insert(first_draws(scaltra::Rng(seed + stream)));
+        }
+    CHECK(streams.size() == 9);
+    std::set<std::array<std::uint64_t, 4>> all = streams;
+    all.insert(plains.begin(), plains.end());
+    CHECK(all.size() == streams.size() + plains.size());
+    CHECK(first_draws(scaltra::Rng::stream(0, 0)) != first_draws(scaltra::Rng(0)));
+}
+
+TEST_CASE("set_threads validates its argument", "[core]") {
+    CHECK_THROWS_AS(scaltra::set_threads(0), scaltra::InvalidArgument);
+    scaltra::set_threads(1);
+    CHECK(Eigen::nbThreads() == 1);
+}
+
 TEST_CASE("the state format round-trips and rejects what does not fit", "[core][state]") {
     ToyState s{5, 0.25, Vec<double>::LinSpaced(4, 0, 1), scaltra::Mat<double>::Identity(2, 3)};
     std::stringstream out;

@@ -203,6 +203,8 @@ TEST_CASE("minibatches cover every example once per epoch, in a seeded order", "
                                  std::span(second).subspan(static_cast<std::size_t>(4 * k),
                                                            same_seed.batch(k).labels.size())));
     CHECK_THROWS_AS(same_seed.start_epoch(-1), scaltra::InvalidArgument);
+    scaltra::data::Minibatches<float> other_seed(set, 10, 43), seed_42(set, 10, 42);
+    CHECK(!std::ranges::equal(other_seed.batch(0).labels, seed_42.batch(0).labels));
     CHECK_THROWS_AS(batches.batch(3), scaltra::InvalidArgument);
     CHECK_THROWS_AS(scaltra::data::Minibatches<float>(set, 0, 1), scaltra::InvalidArgument);
 
@@ -299,6 +301,15 @@ TEST_CASE("the noisy quadratic bowl has the spectrum, gradient and walk it promi
     scaltra::data::NoisyQuadraticBowl<double> same(100, 3);
     same.drift();
     CHECK(same.centre() == c);  // seeded
+    for (scaltra::Index i : {0, 42, 99}) {  // the gradient against central differences
+        scaltra::Vec<double> up = x, down = x, scratch(100);
+        up[i] += 1e-5;
+        down[i] -= 1e-5;
+        CHECK((bowl(up, scratch) - bowl(down, scratch)) / 2e-5 == Approx(g[i]).margin(1e-8));
+    }
+    scaltra::data::NoisyQuadraticBowl<double> slow(400, 3, {.drift = 0.5});
+    slow.drift();
+    CHECK(slow.centre().norm() == Approx(0.5 * 20.0).epsilon(0.1));  // σ = 0.5, not σ² = 0.25
 
     scaltra::data::NoisyQuadraticBowl<float> axis(4, 1, {.rotate = false});
     CHECK(axis.hessian().isDiagonal());

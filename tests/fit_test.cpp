@@ -1,6 +1,8 @@
 // train/fit.hpp and train/checkpoint.hpp: training a classifier on minibatches,
 // per-epoch evaluation, early stopping, the epoch loggers, and checkpoints that
 // resume a run bit-identically.
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -14,6 +16,7 @@
 #include <scaltra/train.hpp>
 
 #include <catch2/catch.hpp>
+#include <unistd.h>
 
 using scaltra::Index;
 using scaltra::Mat;
@@ -47,6 +50,21 @@ std::string read_file(const std::string& path) {
 std::size_t count_lines(const std::string& s) {
     return static_cast<std::size_t>(std::count(s.begin(), s.end(), '\n'));
 }
+
+/// A file name of this process in the temporary directory (presets may run in parallel).
+std::filesystem::path temporary(const std::string& name) {
+    return std::filesystem::temp_directory_path()
+           / ("scaltra_" + std::to_string(getpid()) + "_" + name);
+}
+
+struct StopAtStep {
+    std::int64_t at;
+    template <class Opt>
+    bool on_step(const Opt&, const scaltra::Progress<float>& p,
+                 const Eigen::Ref<const Vec<float>>&) const {
+        return p.iteration == at;
+    }
+};
 
 }  // namespace
 
@@ -87,6 +105,9 @@ TEST_CASE("fit stops on an early-stop callback and validates its input", "[fit]"
     CHECK(result.iterations == 3 * 4);
     CHECK(early.best_loss() == result.history[0].metrics.validation_loss);
 
+    // Bad input is found before the first step: w and the optimizer stay as they were.
+    const Vec<float> w_before = w;
+    const auto state_before = opt.state();
     scaltra::EarlyStopAtMinLoss blind(2, 0, scaltra::Monitor::validation_loss);
     CHECK_THROWS_WITH(scaltra::fit(model, opt, w, train, {.epochs = 1}, blind),
                       Catch::Contains("no validation set"));
@@ -95,6 +116,60 @@ TEST_CASE("fit stops on an early-stop callback and validates its input", "[fit]"
                     scaltra::InvalidArgument);
     const Set empty{Mat<float>(10, 0), {}};
     CHECK_THROWS_AS(scaltra::fit(model, opt, w, empty, {.epochs = 1}), scaltra::InvalidArgument);
+    CHECK_THROWS_WITH(scaltra::fit(model, opt, w, train, {.epochs = 1, .test = &empty}),
+                      Catch::Contains("test set is empty"));
+    const Set narrow{Mat<float>::Zero(9, 5), std::vector<Index>(5, 0)};
+    CHECK_THROWS_WITH(scaltra::fit(model, opt, w, train, {.epochs = 1, .validation = &narrow}),
+                      Catch::Contains("validation inputs have 9 features"));
+    Set bad_label = train;
+    bad_label.labels[150] = 3;  // the model has classes 0, 1, 2
+    CHECK_THROWS_WITH(scaltra::fit(model, opt, w, bad_label, {.epochs = 1}),
+                      Catch::Contains("label is 3"));
+    Set short_labels = train;
+    short_labels.labels.pop_back();
+    CHECK_THROWS_AS(scaltra::fit(model, opt, w, short_labels, {.epochs = 1}),
+                    scaltra::DimensionMismatch);
+    CHECK(w == w_before);
+    CHECK(scaltra::bitwise_equal(opt.state(), state_before));
+}
+
+TEST_CASE("fit ends mid-epoch on a callback or a non-finite loss, without an epoch end",
+          "[fit]") {
+    const Set train = blobs(200, 1);
+    scaltra::nn::Mlp<float> model({10, 8, 3}, scaltra::nn::Relu{}, 3);
+    Vec<float> w = model.init();
+    scaltra::Adam<float> opt(model.layout());
+    std::ostringstream bar, epochs;
+    const auto stopped =
+        scaltra::fit(model, opt, w, train, {.epochs = 3, .batch_size = 50}, StopAtStep{6},
+                     scaltra::ProgressBar(bar), scaltra::EpochCsvLogger(epochs));
+    CHECK(stopped.status == scaltra::Status::stopped_by_callback);
+    CHECK(stopped.iterations == 6);
+    CHECK(stopped.history.size() == 1);  // epoch 2 did not complete
+    CHECK(count_lines(epochs.str()) == 1 + 1);
+    CHECK(count_lines(bar.str()) == 2);  // epoch 1's summary, then the bar where it stopped
+    CHECK_THAT(bar.str(), Catch::EndsWith("\n") && Catch::Contains("epoch 2/3 ["));
+
+    // A NaN input makes the loss non-finite at the batch that holds it.
+    Set poisoned = train;
+    poisoned.inputs(0, 123) = std::numeric_limits<float>::quiet_NaN();
+    Vec<float> w2 = model.init();
+    scaltra::Adam<float> opt2(model.layout());
+    const auto failed = scaltra::fit(model, opt2, w2, poisoned, {.epochs = 2, .batch_size = 50});
+    CHECK(failed.status == scaltra::Status::non_finite);
+    CHECK(failed.iterations < 4);
+    CHECK(failed.history.empty());
+    CHECK(w2.allFinite());  // the step that saw the NaN did not move w
+
+    // Under the skip policy the batch is skipped and counted, and training goes on.
+    Vec<float> w3 = model.init();
+    scaltra::Adam<float> opt3(model.layout(),
+                              {.on_non_finite = scaltra::NonFinitePolicy::skip});
+    const auto skipped = scaltra::fit(model, opt3, w3, poisoned, {.epochs = 2, .batch_size = 50});
+    CHECK(skipped.status == scaltra::Status::max_iterations);
+    CHECK(skipped.skipped_steps == 2);  // once per epoch
+    CHECK(std::isfinite(skipped.history[1].train_loss));
+    CHECK(w3.allFinite());
 }
 
 TEST_CASE("fit reports epochs through the progress bar and the epoch CSV logger", "[fit]") {
@@ -121,8 +196,7 @@ TEST_CASE("a checkpoint resumes fit bit-identically; bad checkpoints change noth
     const Set train = blobs(300, 1);
     const scaltra::FitOptions<float> options{.epochs = 4, .batch_size = 32, .seed = 6};
     scaltra::nn::Mlp<float> model({10, 16, 3}, scaltra::nn::Tanh{}, 3);
-    const std::filesystem::path path =
-        std::filesystem::temp_directory_path() / "scaltra_fit_test.ckpt";
+    const std::filesystem::path path = temporary("fit_test.ckpt");
 
     // The uninterrupted run.
     Vec<float> w_full = model.init();
@@ -164,8 +238,16 @@ TEST_CASE("a checkpoint resumes fit bit-identically; bad checkpoints change noth
     };
     write(good.substr(0, good.size() - 7));  // truncated inside the optimizer's state
     CHECK_THROWS_AS(scaltra::load_checkpoint(path, opt, w), scaltra::CorruptState);
-    write(good.substr(0, 40));  // truncated inside the parameters
-    CHECK_THROWS_AS(scaltra::load_checkpoint(path, opt, w), scaltra::CorruptState);
+    // The record's header, epoch and iteration fields and the parameters' field
+    // header take 105 bytes; cut halfway through the parameters' values.
+    const std::size_t parameters_at = 105;
+    REQUIRE(good.substr(parameters_at - 31 + 4, 10) == "parameters");
+    write(good.substr(0, parameters_at + 2 * static_cast<std::size_t>(w.size())));
+    CHECK_THROWS_WITH(scaltra::load_checkpoint(path, opt, w),
+                      Catch::Contains("truncated in field 'parameters'"));
+    write(good + "x");  // trailing bytes after the optimizer's state
+    CHECK_THROWS_WITH(scaltra::load_checkpoint(path, opt, w),
+                      Catch::Contains("goes on after the optimizer's state"));
     write(good);
     scaltra::Sgd<float> other(model.layout());
     Vec<float> w_other = w;
@@ -180,4 +262,40 @@ TEST_CASE("a checkpoint resumes fit bit-identically; bad checkpoints change noth
     std::filesystem::remove(path);
     CHECK_THROWS_AS(scaltra::load_checkpoint(path, opt, w), scaltra::MissingData);
     CHECK_THROWS_AS(scaltra::Checkpoint("x", 0), scaltra::InvalidArgument);
+    CHECK_THROWS_AS(scaltra::save_checkpoint(path, opt, w, {-1, 0}), scaltra::InvalidArgument);
+    CHECK(!std::filesystem::exists(path));
+
+    // every = 2 over 3 epochs saves after epochs 2 and 3 (the last one always).
+    Vec<float> w_every = model.init();
+    scaltra::Adam<float> opt_every(model.layout());
+    auto three = options;
+    three.epochs = 3;
+    scaltra::fit(model, opt_every, w_every, train, three, scaltra::Checkpoint(path, 2));
+    CHECK(scaltra::load_checkpoint(path, opt, w).epoch == 3);
+    CHECK(w == w_every);
+    std::filesystem::remove(path);
+}
+
+TEST_CASE("CSV loggers append to a log without repeating its header", "[fit]") {
+    const Set train = blobs(100, 1);
+    scaltra::nn::Mlp<float> model({10, 8, 3}, scaltra::nn::Relu{}, 3);
+    Vec<float> w = model.init();
+    scaltra::Adam<float> opt(model.layout());
+    const auto steps = temporary("steps.csv"), epochs = temporary("epochs.csv");
+    scaltra::fit(model, opt, w, train, {.epochs = 1, .batch_size = 50},
+                 scaltra::CsvLogger(steps.string(), 1, true),
+                 scaltra::EpochCsvLogger(epochs.string(), true));  // new files: headers
+    scaltra::fit(model, opt, w, train, {.epochs = 2, .batch_size = 50, .initial_epoch = 1},
+                 scaltra::CsvLogger(steps.string(), 1, true),
+                 scaltra::EpochCsvLogger(epochs.string(), true));
+    const std::string step_log = read_file(steps.string()), epoch_log = read_file(epochs.string());
+    CHECK(count_lines(step_log) == 1 + 4);
+    CHECK_THAT(step_log, Catch::StartsWith("iteration,") && Catch::Contains("\n4,"));
+    CHECK(count_lines(epoch_log) == 1 + 2);
+    CHECK_THAT(epoch_log, Catch::Contains("\n1,2,") && Catch::Contains("\n2,4,"));
+    scaltra::fit(model, opt, w, train, {.epochs = 1, .batch_size = 50},
+                 scaltra::CsvLogger(steps.string()));  // not appending: a fresh log
+    CHECK(count_lines(read_file(steps.string())) == 1 + 2);
+    std::filesystem::remove(steps);
+    std::filesystem::remove(epochs);
 }

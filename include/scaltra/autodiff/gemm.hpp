@@ -10,8 +10,8 @@
 // among the threads.
 // On Eigen versions whose internals this was not written against, every product
 // goes through the ordinary Eigen product (correct, but allocating). With
-// EIGEN_USE_BLAS every product goes to the BLAS (sgemm/dgemm), which threads
-// and keeps its buffers by itself.
+// EIGEN_USE_BLAS, Eigen sends its products (all but tiny ones) to the BLAS
+// (sgemm/dgemm), which threads and keeps its buffers by itself.
 #pragma once
 
 #include <algorithm>
@@ -95,6 +95,7 @@ public:
     }
 
 private:
+#if SCALTRA_AD_OWN_GEMM_BLOCKING
     // Below this many multiply-adds Eigen's own product keeps its buffers on the stack.
     static constexpr Index kLargeProduct = 32 * 32 * 32;
     static constexpr int kMaxThreads = 64;
@@ -111,7 +112,6 @@ private:
         return n * (t + 1) / threads;
     }
 
-#if SCALTRA_AD_OWN_GEMM_BLOCKING
     using Blocking = Eigen::internal::gemm_blocking_space<Eigen::ColMajor, S, S, Eigen::Dynamic,
                                                           Eigen::Dynamic, Eigen::Dynamic, 1, false>;
     struct Entry {

@@ -30,10 +30,12 @@ public:
         }
     }
 
-    /// A generator for stream `stream` of `seed` (an epoch, a worker): streams of
-    /// one seed, and seeds, do not share state words, as `Rng(seed + stream)` would.
+    /// A generator for stream `stream` of `seed` (an epoch, a worker), seeded by a
+    /// hash of both: unlike `Rng(seed + stream)`, whose state words are those of
+    /// `Rng(seed)` shifted by one, streams of a seed are unrelated to each other
+    /// and to `Rng(seed)` (salted, so that stream 0 of seed 0 is not Rng(0)).
     static Rng stream(std::uint64_t seed, std::uint64_t stream) {
-        return Rng(mix(mix(seed) ^ stream));
+        return Rng(mix(mix(seed ^ 0x243f6a8885a308d3ULL) ^ (stream + 0x13198a2e03707344ULL)));
     }
 
     static constexpr result_type min() { return 0; }

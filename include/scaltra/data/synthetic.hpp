@@ -171,7 +171,8 @@ public:
                 if (qr.matrixQR()(j, j) < 0)
                     Q.col(j) = -Q.col(j);
         }
-        hessian_ = (Q * eigenvalues_.asDiagonal() * Q.transpose()).template cast<S>();
+        const Mat<double> H = Q * eigenvalues_.asDiagonal() * Q.transpose();
+        hessian_ = (0.5 * (H + H.transpose())).template cast<S>();  // exactly symmetric
         centre_ = Vec<S>::Zero(n);
         shifted_.resize(n);
     }

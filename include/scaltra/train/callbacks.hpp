@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <filesystem>
 #include <fstream>
 #include <iomanip>
 #include <iostream>
@@ -77,6 +78,7 @@ public:
     template <class Opt, class S>
     void on_begin(const Opt&, const Progress<S>& p, const Eigen::Ref<const Vec<S>>&) {
         first_iteration_ = p.iteration;
+        summary_iteration_ = -1;
         average_ = 0;
         weight_ = 0;
         last_draw_ = -1;
@@ -101,21 +103,23 @@ public:
         std::ostringstream line;
         line << "epoch " << p.epoch << '/' << p.max_epochs << "  loss " << std::setprecision(4)
              << p.epoch_loss;
-        auto metric = [&](const char* name, double loss, double accuracy) {
-            if (std::isfinite(loss))
+        auto metric = [&](bool given, const char* name, double loss, double accuracy) {
+            if (given)
                 line << "  " << name << " loss " << std::setprecision(4) << loss << " acc "
                      << std::fixed << std::setprecision(2) << 100 * accuracy << '%'
                      << std::defaultfloat;
         };
-        metric("validation", p.metrics.validation_loss, p.metrics.validation_accuracy);
-        metric("test", p.metrics.test_loss, p.metrics.test_accuracy);
+        metric(p.has_validation, "validation", p.metrics.validation_loss,
+               p.metrics.validation_accuracy);
+        metric(p.has_test, "test", p.metrics.test_loss, p.metrics.test_accuracy);
         line << "  " << std::fixed << std::setprecision(1) << p.elapsed_seconds << " s";
         emit(line.str(), true);
+        summary_iteration_ = p.iteration;
     }
 
     template <class Opt, class S>
     void on_end(const Opt&, const Progress<S>& p, const Eigen::Ref<const Vec<S>>&) {
-        if (p.max_epochs == 0 || line_width_ > 0)
+        if (p.iteration != summary_iteration_)  // steps after the last summary (or no summaries)
             emit(bar(p), true);
     }
 
@@ -124,14 +128,17 @@ private:
 
     template <class S>
     std::string bar(const Progress<S>& p) const {
-        const std::int64_t done = p.iteration - first_iteration_,
-                           total = p.max_iterations - first_iteration_;
-        const double fraction =
-            total > 0 ? static_cast<double>(done) / static_cast<double>(total) : 1;
+        // The bar shows the whole budget; rate and ETA count this run's steps only
+        // (a resumed fit starts at initial_epoch's iteration).
+        const double fraction = p.max_iterations > 0 ? static_cast<double>(p.iteration)
+                                                           / static_cast<double>(p.max_iterations)
+                                                     : 1;
         const int filled = static_cast<int>(fraction * width_);
+        const std::int64_t done = p.iteration - first_iteration_;
         const double rate = p.elapsed_seconds > 0 ? static_cast<double>(done) / p.elapsed_seconds
                                                   : 0;
-        const double eta = rate > 0 ? static_cast<double>(total - done) / rate : 0;
+        const double eta =
+            rate > 0 ? static_cast<double>(p.max_iterations - p.iteration) / rate : 0;
         const double loss = weight_ > 0 ? average_ / weight_ : static_cast<double>(p.loss);
         std::ostringstream line;
         if (p.max_epochs > 0)
@@ -159,6 +166,7 @@ private:
     std::ostream* out_;
     int width_;
     std::int64_t first_iteration_ = 0;
+    std::int64_t summary_iteration_ = -1;  // where the last epoch summary was printed
     double average_ = 0, weight_ = 0;  // the running loss is average_ / weight_
     double last_draw_ = -1;
     std::size_t line_width_ = 0;  // of the line being redrawn (0: none open)
@@ -171,7 +179,9 @@ enum class Monitor {
 };
 
 /// Stops when the monitored epoch loss has not improved by more than `min_delta`
-/// for `patience` epochs in a row.
+/// for `patience` epochs in a row (a NaN loss counts as no improvement). Starts
+/// afresh in every run; monitoring the validation loss of a run without a
+/// validation set throws InvalidArgument before the first step.
 class EarlyStopAtMinLoss {
 public:
     explicit EarlyStopAtMinLoss(std::int64_t patience = 10, double min_delta = 0,
@@ -182,13 +192,19 @@ public:
     }
 
     template <class Opt, class S>
-    bool on_epoch_end(const Opt&, const Progress<S>& p, const Eigen::Ref<const Vec<S>>&) {
-        const double loss = monitor_ == Monitor::train_loss ? static_cast<double>(p.epoch_loss)
-                                                            : p.metrics.validation_loss;
-        if (monitor_ == Monitor::validation_loss && std::isnan(loss))
+    void on_begin(const Opt&, const Progress<S>& p, const Eigen::Ref<const Vec<S>>&) {
+        if (monitor_ == Monitor::validation_loss && !p.has_validation)
             throw InvalidArgument(
                 "EarlyStopAtMinLoss: monitors the validation loss, but the run has no "
                 "validation set");
+        best_ = std::numeric_limits<double>::infinity();
+        bad_epochs_ = 0;
+    }
+
+    template <class Opt, class S>
+    bool on_epoch_end(const Opt&, const Progress<S>& p, const Eigen::Ref<const Vec<S>>&) {
+        const double loss = monitor_ == Monitor::train_loss ? static_cast<double>(p.epoch_loss)
+                                                            : p.metrics.validation_loss;
         if (loss < best_ - min_delta_) {
             best_ = loss;
             bad_epochs_ = 0;
@@ -265,15 +281,19 @@ private:
 
 namespace detail {
 /// Where a CSV logger writes: a file it opens (truncated, or appended to so that
-/// a resumed run continues its log) or a stream it is given.
+/// a resumed run continues its log: the header is then written only to an empty
+/// file; rows logged after the checkpoint a run resumes from appear twice) or a
+/// stream it is given.
 class CsvOutput {
 public:
-    CsvOutput(const std::string& path, bool append)
-        : file_(std::make_unique<std::ofstream>(path, append ? std::ios::app : std::ios::trunc)),
-          out_(file_.get()) {
+    CsvOutput(const std::string& path, bool append) {
+        std::error_code ec;
+        const bool has_content = append && std::filesystem::file_size(path, ec) > 0 && !ec;
+        file_ = std::make_unique<std::ofstream>(path, append ? std::ios::app : std::ios::trunc);
         if (!*file_)
             throw Error(concat("CSV logger: cannot open '", path, "' for writing"));
-        header_ = !append || file_->tellp() == std::streampos(0);
+        out_ = file_.get();
+        header_ = !has_content;
     }
     explicit CsvOutput(std::ostream& out) : out_(&out) {}
 
@@ -287,7 +307,7 @@ public:
 
 private:
     std::unique_ptr<std::ofstream> file_;
-    std::ostream* out_;
+    std::ostream* out_ = nullptr;
     bool header_ = true;
 };
 }  // namespace detail
@@ -318,6 +338,11 @@ public:
     }
 
     template <class Opt, class S>
+    void on_epoch_end(const Opt&, const Progress<S>&, const Eigen::Ref<const Vec<S>>&) {
+        csv_.out().flush();  // whole lines on disk up to every epoch's end
+    }
+
+    template <class Opt, class S>
     void on_end(const Opt&, const Progress<S>&, const Eigen::Ref<const Vec<S>>&) {
         csv_.out().flush();
     }
@@ -333,8 +358,8 @@ private:
 };
 
 /// Writes one CSV line per epoch: "epoch,iteration,train_loss,validation_loss,
-/// validation_accuracy,test_loss,test_accuracy,elapsed_seconds"; a metric fit did
-/// not measure (no such set) is left empty.
+/// validation_accuracy,test_loss,test_accuracy,elapsed_seconds"; the metrics of a
+/// set fit was not given are left empty (a NaN the model produced is written "nan").
 class EpochCsvLogger {
 public:
     explicit EpochCsvLogger(const std::string& path, bool append = false) : csv_(path, append) {}
@@ -354,12 +379,15 @@ public:
         out << p.epoch << ',' << p.iteration << ','
             << std::setprecision(std::numeric_limits<double>::max_digits10)
             << static_cast<double>(p.epoch_loss);
-        for (double v : {p.metrics.validation_loss, p.metrics.validation_accuracy,
-                         p.metrics.test_loss, p.metrics.test_accuracy}) {
+        auto metric = [&](bool given, double v) {
             out << ',';
-            if (!std::isnan(v))
+            if (given)
                 out << v;
-        }
+        };
+        metric(p.has_validation, p.metrics.validation_loss);
+        metric(p.has_validation, p.metrics.validation_accuracy);
+        metric(p.has_test, p.metrics.test_loss);
+        metric(p.has_test, p.metrics.test_accuracy);
         out << ',' << std::setprecision(6) << p.elapsed_seconds << '\n' << std::flush;
     }
 

@@ -1,6 +1,7 @@
 // Checkpoints: the parameters, the optimizer's state and how far training got,
-// in one file written atomically (a temporary file in the same directory, then
-// a rename), so a crash mid-write leaves the previous checkpoint intact.
+// in one file written atomically (`<path>.tmp` in the same directory, then a
+// rename over `<path>`), so a process that dies mid-write leaves the previous
+// checkpoint intact. (Nothing is fsync'ed: a power loss may still lose the newest.)
 //
 // File: a state record named "checkpoint" in the format of core/state_io.hpp
 // (fields epoch, iteration, parameters), followed by the optimizer's own saved
@@ -11,6 +12,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <string>
 #include <system_error>
 #include <tuple>
@@ -50,8 +52,11 @@ template <Optimizer Opt>
 void save_checkpoint(const std::filesystem::path& path, const Opt& opt,
                      const Eigen::Ref<const Vec<typename Opt::Scalar>>& w, CheckpointInfo info) {
     using S = typename Opt::Scalar;
+    detail::require_nonnegative("checkpoint epoch", info.epoch);
+    detail::require_nonnegative("checkpoint iteration", info.iteration);
     const std::filesystem::path temporary = path.string() + ".tmp";
-    {
+    std::error_code ec;
+    try {
         std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
         if (!out)
             throw Error(detail::concat("Checkpoint: cannot open '", temporary.string(),
@@ -62,17 +67,21 @@ void save_checkpoint(const std::filesystem::path& path, const Opt& opt,
         out.close();
         if (!out)
             throw Error(detail::concat("Checkpoint: writing '", temporary.string(), "' failed"));
+        std::filesystem::rename(temporary, path, ec);  // atomic on POSIX within one file system
+        if (ec)
+            throw Error(detail::concat("Checkpoint: cannot rename '", temporary.string(),
+                                       "' to '", path.string(), "': ", ec.message()));
+    } catch (...) {
+        std::filesystem::remove(temporary, ec);  // no half-written leftovers
+        throw;
     }
-    std::error_code ec;
-    std::filesystem::rename(temporary, path, ec);  // atomic on POSIX within one file system
-    if (ec)
-        throw Error(detail::concat("Checkpoint: cannot rename '", temporary.string(), "' to '",
-                                   path.string(), "': ", ec.message()));
 }
 
 /// Restores `w` and the state of `opt` from a checkpoint and says where it was
-/// taken. All or nothing: on a missing, corrupt or mismatched file (another
-/// optimizer, another parameter count) it throws and changes neither.
+/// taken. All or nothing: a missing file raises MissingData; a corrupt or
+/// mismatched one (truncated, trailing bytes, another optimizer, another
+/// parameter count) raises CorruptState naming the file; either way neither
+/// `w` nor `opt` changes.
 template <Optimizer Opt>
 CheckpointInfo load_checkpoint(const std::filesystem::path& path, Opt& opt,
                                Eigen::Ref<Vec<typename Opt::Scalar>> w) {
@@ -82,14 +91,25 @@ CheckpointInfo load_checkpoint(const std::filesystem::path& path, Opt& opt,
         throw MissingData(detail::concat("Checkpoint: cannot open '", path.string(), "'"));
     detail::CheckpointRecord<S> record;
     record.parameters.resize(w.size());  // the shape the saved parameters must have
-    load_state<S>(in, "checkpoint", record);
-    opt.load(in);  // all or nothing; w is changed only after it succeeded
-    w = record.parameters;
+    try {
+        load_state<S>(in, "checkpoint", record);
+        std::stringstream before;  // to undo opt.load if the file goes on after its state
+        opt.save(before);
+        opt.load(in);  // all or nothing by itself
+        if (in.peek() != std::ifstream::traits_type::eof()) {
+            opt.load(before);
+            throw CorruptState("the file goes on after the optimizer's state");
+        }
+    } catch (const CorruptState& e) {
+        throw CorruptState(detail::concat("Checkpoint '", path.string(), "' (", w.size(),
+                                          " parameters expected): ", e.what()));
+    }
+    w = record.parameters;  // only once everything was read
     return {record.epoch, record.iteration};
 }
 
 /// A callback that saves a checkpoint to `path` at the end of every `every`-th
-/// epoch (each overwrites the last, atomically).
+/// epoch and of the last one (each overwrites the one before, atomically).
 class Checkpoint {
 public:
     explicit Checkpoint(std::filesystem::path path, std::int64_t every = 1)
@@ -99,7 +119,7 @@ public:
 
     template <Optimizer Opt, class S>
     void on_epoch_end(const Opt& opt, const Progress<S>& p, const Eigen::Ref<const Vec<S>>& w) {
-        if (p.epoch % every_ == 0)
+        if (p.epoch % every_ == 0 || p.epoch == p.max_epochs)
             save_checkpoint(path_, opt, w, {p.epoch, p.iteration});
     }
 

@@ -6,9 +6,12 @@
 // model supplies the minibatch loss and the evaluation. Callbacks are those of
 // `minimize` (hooks.hpp); on_epoch_end sees the epoch's metrics in
 // `progress.metrics` and `progress.epoch_loss` (the mean minibatch loss).
+// Every set and option is checked before the first step, and the callbacks'
+// on_begin runs before it too, so bad input leaves w and the optimizer as they were.
 // Resuming: load a checkpoint (checkpoint.hpp), pass its epoch as
-// `initial_epoch`, and the run continues bit-identically, since an epoch's
-// batches depend only on the seed and the epoch number.
+// `initial_epoch` with the same seed, batch size and training set, and the run
+// continues bit-identically, since an epoch's batches depend only on the seed
+// and the epoch number (iterations count on from initial_epoch × steps per epoch).
 #pragma once
 
 #include <chrono>
@@ -16,6 +19,7 @@
 #include <concepts>
 #include <cstdint>
 #include <span>
+#include <string_view>
 #include <type_traits>
 #include <vector>
 
@@ -29,12 +33,15 @@
 
 namespace scaltra {
 
-/// A classifier over a flat parameter vector, as nn::Mlp: a minibatch loss whose
-/// gradient is added to grad, and an evaluation (mean loss, accuracy) of a set.
+/// A classifier over a flat parameter vector, as nn::Mlp: its input size and
+/// number of classes, a minibatch loss whose gradient is added to grad, and an
+/// evaluation (mean loss, accuracy) of a set.
 template <class M, class S>
 concept Classifier = requires(M& m, const Eigen::Ref<const Vec<S>>& w,
                               const Eigen::Ref<const Mat<S>>& inputs,
                               std::span<const Index> labels, Eigen::Ref<Vec<S>>& grad) {
+    { m.input_size() } -> std::convertible_to<Index>;
+    { m.output_size() } -> std::convertible_to<Index>;
     { m.loss_and_grad(w, inputs, labels, grad) } -> std::convertible_to<S>;
     { m.evaluate(w, inputs, labels).loss } -> std::convertible_to<double>;
     { m.evaluate(w, inputs, labels).accuracy } -> std::convertible_to<double>;
@@ -67,17 +74,38 @@ struct EpochRecord {
     double elapsed_seconds;  ///< since fit began, at the epoch's end
 };
 
-template <Real S>
 struct FitResult {
     std::vector<EpochRecord> history;  ///< the epochs completed in this call
-    std::int64_t iterations;           ///< optimizer steps completed (from the start)
-    std::int64_t skipped_steps;
-    Status status;  ///< max_iterations when every epoch ran
-    double elapsed_seconds;
+    std::int64_t iterations;           ///< steps completed, those before initial_epoch included
+    std::int64_t skipped_steps;        ///< in this call
+    Status status;                     ///< max_iterations when every epoch ran
+    double elapsed_seconds;            ///< of this call
 };
 
+namespace detail {
+/// A set fit may use with `model`: examples, one label each in [0, classes), and
+/// the model's input size. Checked before anything is trained.
+template <class Model, class S>
+void require_classification_set(const Model& model, const data::LabelledSet<S>& set,
+                                std::string_view which) {
+    if (set.size() == 0)
+        throw InvalidArgument(concat("fit: the ", which, " set is empty"));
+    if (static_cast<Index>(set.labels.size()) != set.size())
+        throw DimensionMismatch(concat("fit: ", set.labels.size(), " labels for ", set.size(), " ",
+                                       which, " examples"));
+    if (set.inputs.rows() != static_cast<Index>(model.input_size()))
+        throw DimensionMismatch(concat("fit: the ", which, " inputs have ", set.inputs.rows(),
+                                       " features, the model takes ", model.input_size()));
+    const auto classes = static_cast<Index>(model.output_size());
+    for (Index label : set.labels)
+        if (label < 0 || label >= classes)
+            throw InvalidArgument(concat("fit: a ", which, " label is ", label,
+                                         ", outside the model's classes [0, ", classes, ")"));
+}
+}  // namespace detail
+
 template <Optimizer Opt, Classifier<typename Opt::Scalar> Model, class... Callbacks>
-FitResult<typename Opt::Scalar> fit(Model& model, Opt& opt,
+FitResult fit(Model& model, Opt& opt,
                                     Eigen::Ref<Vec<typename Opt::Scalar>> w,
                                     const data::LabelledSet<typename Opt::Scalar>& train,
                                     const FitOptions<typename Opt::Scalar>& options,
@@ -86,12 +114,13 @@ FitResult<typename Opt::Scalar> fit(Model& model, Opt& opt,
     static_assert((detail::valid_callback<std::remove_reference_t<Callbacks>, Opt, S> && ...),
                   "a callback passed to fit has no hook, or a hook the driver cannot call "
                   "(see train/hooks.hpp)");
+    // Everything is checked before the first step: bad input leaves w and opt as they were.
     options.validate();
-    if (train.size() == 0)
-        throw InvalidArgument("fit: the training set is empty");
-    if (static_cast<Index>(train.labels.size()) != train.size())
-        throw DimensionMismatch(detail::concat("fit: ", train.labels.size(), " labels for ",
-                                               train.size(), " training examples"));
+    detail::require_classification_set(model, train, "training");
+    if (options.validation != nullptr)
+        detail::require_classification_set(model, *options.validation, "validation");
+    if (options.test != nullptr)
+        detail::require_classification_set(model, *options.test, "test");
 
     const auto start = std::chrono::steady_clock::now();
     auto elapsed = [&] {
@@ -104,9 +133,11 @@ FitResult<typename Opt::Scalar> fit(Model& model, Opt& opt,
     progress.epoch = options.initial_epoch;
     progress.max_iterations = options.epochs * steps_per_epoch;
     progress.iteration = options.initial_epoch * steps_per_epoch;
+    progress.has_validation = options.validation != nullptr;
+    progress.has_test = options.test != nullptr;
     const Eigen::Ref<const Vec<S>> w_view(w);
     const Progress<S>& seen = progress;
-    FitResult<S> result{{}, 0, 0, Status::max_iterations, 0};
+    FitResult result{{}, 0, 0, Status::max_iterations, 0};
 
     bool stop = false;
     bool last_finite = true;

@@ -31,8 +31,9 @@ constexpr std::string_view to_string(Status s) {
     return "unknown";
 }
 
-/// What `fit` measures at the end of an epoch on its validation and test sets;
-/// NaN where a set was not given (and always under `minimize`).
+/// What `fit` measures at the end of an epoch on its validation and test sets.
+/// Which sets were given is in `Progress::has_validation` / `has_test`; a metric
+/// of a set not given is NaN (and so is one the model made NaN).
 struct EpochMetrics {
     double validation_loss = std::numeric_limits<double>::quiet_NaN();
     double validation_accuracy = std::numeric_limits<double>::quiet_NaN();
@@ -54,6 +55,8 @@ struct Progress {
     S gradient_norm = S(0);  ///< ‖∇f‖ at the point of that loss (before any clipping)
     S epoch_loss = S(0);     ///< mean of the finite step losses of the last epoch (NaN if none)
     EpochMetrics metrics;    ///< of the last completed epoch (fit only)
+    bool has_validation = false;  ///< fit evaluates a validation set after every epoch
+    bool has_test = false;        ///< fit evaluates a test set after every epoch
     double elapsed_seconds = 0;
 };
 

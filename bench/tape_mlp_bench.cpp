@@ -130,8 +130,8 @@ BENCHMARK(BM_AdamStepMlp)->UseRealTime()->Unit(benchmark::kMillisecond);
 
 int main(int argc, char** argv) {
 #ifdef SCALTRA_HAVE_OPENBLAS
-    benchmark::AddCustomContext("products", std::string("OpenBLAS, ") + openblas_get_corename()
-                                                + " kernels");
+    benchmark::AddCustomContext("products",
+                                std::string("OpenBLAS, ") + openblas_get_corename() + " kernels");
 #else
     benchmark::AddCustomContext("products", "Eigen");
 #endif

@@ -52,7 +52,7 @@ struct Entry {
 };
 constexpr Entry kOptimizers[] = {
     {"sgd", 3e-1},   {"momentum", 3e-2}, {"adam", 1e-3},
-    {"adamw", 1e-3}, {"rmsprop", 1e-3},  {"adagrad", 3e-2},
+    {"adamw", 1e-3}, {"rmsprop", 1e-3},  {"adagrad", 1e-2},
 };
 
 /// One optimizer's run: the table row and the curves for the plot.
@@ -87,12 +87,11 @@ Run train(const std::string& name, double lr, Opt opt, const Settings& settings,
     std::fprintf(stderr, "%s (lr %g)\n", name.c_str(), lr);
     StepLosses steps{&run.step_losses};
     if (settings.csv.empty()) {
-        run.result = scaltra::fit(model, opt, w, train_set, options, scaltra::ProgressBar(),
-                                  steps);
+        run.result = scaltra::fit(model, opt, w, train_set, options, scaltra::ProgressBar(), steps);
     } else {
         const std::filesystem::path dir(settings.csv);
-        run.result = scaltra::fit(model, opt, w, train_set, options, scaltra::ProgressBar(),
-                                  steps, scaltra::CsvLogger((dir / (name + "_steps.csv")).string()),
+        run.result = scaltra::fit(model, opt, w, train_set, options, scaltra::ProgressBar(), steps,
+                                  scaltra::CsvLogger((dir / (name + "_steps.csv")).string()),
                                   scaltra::EpochCsvLogger((dir / (name + "_epochs.csv")).string()));
     }
     return run;
@@ -120,17 +119,20 @@ Run train_named(const std::string& name, double lr, const Settings& settings,
     return go(scaltra::AdaGrad<S>(layout, {.lr = rate}));
 }
 
-/// Training steps per second over the epochs run (evaluation excluded).
-double steps_per_second(const scaltra::FitResult& r) {
+/// Seconds per epoch and steps per second of the epochs run (evaluation excluded).
+struct Throughput {
+    double seconds_per_epoch, steps_per_second;
+};
+Throughput throughput(const scaltra::FitResult& r) {
     if (r.history.empty())
-        return 0;
+        return {NAN, NAN};
     double seconds = 0;
     for (const auto& e : r.history)
         seconds += e.train_seconds;
     const auto& last = r.history.back();
-    const double steps = static_cast<double>(last.iteration / last.epoch)
-                         * static_cast<double>(r.history.size());
-    return seconds > 0 ? steps / seconds : 0;
+    const auto epochs = static_cast<double>(r.history.size());
+    const double steps = static_cast<double>(last.iteration / last.epoch) * epochs;
+    return {seconds / epochs, steps / seconds};
 }
 
 void print_table(const std::vector<Run>& runs) {
@@ -141,20 +143,13 @@ void print_table(const std::vector<Run>& runs) {
         const double last_loss = h.empty() ? NAN : h.back().train_loss;
         const double accuracy = h.empty() ? NAN : h.back().metrics.test_accuracy;
         const double validation = h.empty() ? NAN : h.back().metrics.validation_accuracy;
-        const double per_epoch =
-            h.empty() ? NAN
-                      : [&] {
-                            double s = 0;
-                            for (const auto& e : h)
-                                s += e.train_seconds;
-                            return s / static_cast<double>(h.size());
-                        }();
+        const Throughput speed = throughput(run.result);
         char validation_text[16] = "-";
         if (!std::isnan(validation))
             std::snprintf(validation_text, sizeof validation_text, "%.2f%%", 100 * validation);
         std::printf("%-10s %8.0e %6zu %10.2f %9.3f %8.0f %11.4f %9s %8.2f%%\n", run.name.c_str(),
-                    run.lr, h.size(), run.result.elapsed_seconds, per_epoch,
-                    steps_per_second(run.result), last_loss, validation_text, 100 * accuracy);
+                    run.lr, h.size(), run.result.elapsed_seconds, speed.seconds_per_epoch,
+                    speed.steps_per_second, last_loss, validation_text, 100 * accuracy);
     }
 }
 
@@ -174,8 +169,8 @@ bool plot(const std::vector<Run>& runs, const std::string& path, Index steps_per
             for (std::size_t j = i; j < i + static_cast<std::size_t>(window); ++j)
                 sum += static_cast<double>(l[j]);
             std::fprintf(gp, "%g %g\n",
-                         static_cast<double>(i + static_cast<std::size_t>(window)) /
-                             static_cast<double>(steps_per_epoch),
+                         static_cast<double>(i + static_cast<std::size_t>(window))
+                             / static_cast<double>(steps_per_epoch),
                          sum / static_cast<double>(window));
         }
         std::fprintf(gp, "EOD\n$acc%zu << EOD\n", r);
@@ -188,20 +183,22 @@ bool plot(const std::vector<Run>& runs, const std::string& path, Index steps_per
                  "set terminal pngcairo size 1200,480 font ',10'\nset output '%s'\n"
                  "set multiplot layout 1,2\nset grid\nset key top right\n"
                  "set xlabel 'epoch'\nset ylabel 'training loss (mean of %lld steps)'\n"
-                 "set logscale y\nset autoscale yfix\nplot ",
+                 "set logscale y\nset autoscale yfix\n"
+                 "set ytics (0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 0.3, 0.5, 1, 2, 3, 5, 10)\nplot ",
                  path.c_str(), static_cast<long long>(window));
     for (std::size_t r = 0; r < runs.size(); ++r)
         std::fprintf(gp, "%s$loss%zu with lines lw 1.5 title '%s'", r ? ", " : "", r,
                      runs[r].name.c_str());
     std::fprintf(gp,
-                 "\nunset logscale y\nset key bottom right\nset ylabel 'test accuracy (%%)'\n"
+                 "\nunset logscale y\nset ytics auto\nset key bottom right\n"
+                 "set ylabel 'test accuracy (%%)'\n"
                  "set xrange [0.5:%lld.5]\nset xtics 1\nplot ",
                  static_cast<long long>(runs.empty() || runs[0].result.history.empty()
                                             ? 1
                                             : runs[0].result.history.back().epoch));
     for (std::size_t r = 0; r < runs.size(); ++r)
-        std::fprintf(gp, "%s$acc%zu with linespoints lw 1.5 pt 7 ps 0.6 title '%s'",
-                     r ? ", " : "", r, runs[r].name.c_str());
+        std::fprintf(gp, "%s$acc%zu with linespoints lw 1.5 pt 7 ps 0.6 title '%s'", r ? ", " : "",
+                     r, runs[r].name.c_str());
     std::fprintf(gp, "\nunset multiplot\n");
     const int status = pclose(gp);
     return status == 0;
@@ -236,8 +233,8 @@ double parse_number(const char* text, const char* flag, bool integer) {
     errno = 0;
     const double v = std::strtod(text, &end);
     if (end == text || *end != '\0' || errno != 0 || !(v > 0) || (integer && v != std::floor(v)))
-        usage((std::string(flag) + " needs a positive " + (integer ? "integer" : "number") +
-               ", got '" + text + "'")
+        usage((std::string(flag) + " needs a positive " + (integer ? "integer" : "number")
+               + ", got '" + text + "'")
                   .c_str());
     return v;
 }
@@ -321,8 +318,7 @@ int main(int argc, char** argv) {
         for (const auto& e : kOptimizers)
             if (settings.optimizer == "all" || settings.optimizer == e.name)
                 runs.push_back(train_named(e.name, settings.lr.value_or(e.lr), settings, model,
-                                           fm.train, validation ? &*validation : nullptr,
-                                           fm.test));
+                                           fm.train, validation ? &*validation : nullptr, fm.test));
     } catch (const scaltra::Error& e) {
         std::fprintf(stderr, "fashion_mnist: %s\n", e.what());
         return 1;

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include <Eigen/Eigenvalues>
+
 #include <scaltra/data.hpp>
 
 #include <catch2/catch.hpp>
@@ -281,8 +282,7 @@ TEST_CASE("the noisy quadratic bowl has the spectrum, gradient and walk it promi
     double expected = 0;
     for (int i = 0; i < 100; ++i)
         expected += std::pow(1 - std::pow(10.0, -3.0 + 3.0 * i / 99), 2) / 100;
-    const double start_error =
-        bowl.inverse_hessian_error(scaltra::Mat<double>::Identity(100, 100));
+    const double start_error = bowl.inverse_hessian_error(scaltra::Mat<double>::Identity(100, 100));
     CHECK(start_error == Approx(std::sqrt(expected)).epsilon(1e-12));
     CHECK(start_error == Approx(0.883).margin(5e-4));
     CHECK(bowl.inverse_hessian_error(H.inverse()) < 1e-9);
@@ -300,7 +300,7 @@ TEST_CASE("the noisy quadratic bowl has the spectrum, gradient and walk it promi
     CHECK(g.isApprox(H * (x - c)));
     scaltra::data::NoisyQuadraticBowl<double> same(100, 3);
     same.drift();
-    CHECK(same.centre() == c);  // seeded
+    CHECK(same.centre() == c);              // seeded
     for (scaltra::Index i : {0, 42, 99}) {  // the gradient against central differences
         scaltra::Vec<double> up = x, down = x, scratch(100);
         up[i] += 1e-5;

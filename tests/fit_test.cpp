@@ -133,8 +133,7 @@ TEST_CASE("fit stops on an early-stop callback and validates its input", "[fit]"
     CHECK(scaltra::bitwise_equal(opt.state(), state_before));
 }
 
-TEST_CASE("fit ends mid-epoch on a callback or a non-finite loss, without an epoch end",
-          "[fit]") {
+TEST_CASE("fit ends mid-epoch on a callback or a non-finite loss, without an epoch end", "[fit]") {
     const Set train = blobs(200, 1);
     scaltra::nn::Mlp<float> model({10, 8, 3}, scaltra::nn::Relu{}, 3);
     Vec<float> w = model.init();
@@ -163,8 +162,7 @@ TEST_CASE("fit ends mid-epoch on a callback or a non-finite loss, without an epo
 
     // Under the skip policy the batch is skipped and counted, and training goes on.
     Vec<float> w3 = model.init();
-    scaltra::Adam<float> opt3(model.layout(),
-                              {.on_non_finite = scaltra::NonFinitePolicy::skip});
+    scaltra::Adam<float> opt3(model.layout(), {.on_non_finite = scaltra::NonFinitePolicy::skip});
     const auto skipped = scaltra::fit(model, opt3, w3, poisoned, {.epochs = 2, .batch_size = 50});
     CHECK(skipped.status == scaltra::Status::max_iterations);
     CHECK(skipped.skipped_steps == 2);  // once per epoch
@@ -226,7 +224,7 @@ TEST_CASE("a checkpoint resumes fit bit-identically; bad checkpoints change noth
     CHECK(result.history.front().epoch == 3);
     CHECK(result.iterations == 40);
     CHECK_THAT(steps.str(), Catch::Contains("\n21,"));  // iterations continue
-    CHECK(w == w_full);  // bit-identical
+    CHECK(w == w_full);                                 // bit-identical
     CHECK(scaltra::bitwise_equal(opt.state(), opt_full.state()));
 
     // Corrupt or mismatched checkpoints: an exception, w and the optimizer unchanged.

@@ -116,7 +116,8 @@ TEST_CASE("MLP output discrepancy: value and gradient against central difference
             expected = (out - reference).squaredNorm() / 18.0;
         } else {
             for (Index j = 0; j < 6; ++j) {
-                const Vec<double> p = reference.col(j).array().exp() / reference.col(j).array().exp().sum();
+                const Vec<double> p =
+                    reference.col(j).array().exp() / reference.col(j).array().exp().sum();
                 const Vec<double> q = out.col(j).array().exp() / out.col(j).array().exp().sum();
                 expected += (p.array() * (p.array() / q.array()).log()).sum() / 6.0;
             }
@@ -142,9 +143,9 @@ TEST_CASE("MLP output discrepancy: value and gradient against central difference
         CHECK(g0.norm() < 1e-12);
     }
     Vec<double> g = Vec<double>::Zero(w.size());
-    CHECK_THROWS_AS(model.discrepancy_and_grad(w, X, reference.leftCols(5),
-                                               nn::Discrepancy::kl_softmax, g),
-                    scaltra::DimensionMismatch);
+    CHECK_THROWS_AS(
+        model.discrepancy_and_grad(w, X, reference.leftCols(5), nn::Discrepancy::kl_softmax, g),
+        scaltra::DimensionMismatch);
 }
 
 TEST_CASE("MLP bad input throws and names the problem", "[nn]") {

@@ -129,8 +129,8 @@ RegressionTask<S> smooth_interpolation_task(Rng& rng, Index train = 500, Index v
 struct NoisyQuadraticOptions {
     double min_eigenvalue = 1e-3;
     double max_eigenvalue = 1.0;
-    double drift = 1.0;   ///< standard deviation of the centre's random-walk step
-    bool rotate = true;   ///< H = Q diag(λ) Qᵀ with Q Haar-random; false: H = diag(λ)
+    double drift = 1.0;  ///< standard deviation of the centre's random-walk step
+    bool rotate = true;  ///< H = Q diag(λ) Qᵀ with Q Haar-random; false: H = diag(λ)
 
     void validate() const {
         scaltra::detail::require_positive("min_eigenvalue", min_eigenvalue);
@@ -154,11 +154,10 @@ public:
         scaltra::detail::require_positive("n", n);
         options_.validate();
         eigenvalues_.resize(n);
-        const double lo = std::log(options_.min_eigenvalue),
-                     hi = std::log(options_.max_eigenvalue);
+        const double lo = std::log(options_.min_eigenvalue), hi = std::log(options_.max_eigenvalue);
         for (Index i = 0; i < n; ++i)
-            eigenvalues_[i] = std::exp(n == 1 ? hi : lo + (hi - lo) * static_cast<double>(i)
-                                                              / static_cast<double>(n - 1));
+            eigenvalues_[i] = std::exp(
+                n == 1 ? hi : lo + (hi - lo) * static_cast<double>(i) / static_cast<double>(n - 1));
         Mat<double> Q = Mat<double>::Identity(n, n);
         if (options_.rotate) {
             // Haar-random orthogonal Q: QR of a Gaussian matrix, columns signed by diag(R).

@@ -170,9 +170,9 @@ public:
                 labels.subspan(static_cast<std::size_t>(j), static_cast<std::size_t>(n));
             tape_.clear();
             const ad::Var<S> out = forward(w, inputs.middleCols(j, n), nullptr);
-            total_loss += static_cast<double>(
-                              ad::softmax_cross_entropy(out, chunk_labels).value()(0, 0))
-                          * static_cast<double>(n);
+            total_loss +=
+                static_cast<double>(ad::softmax_cross_entropy(out, chunk_labels).value()(0, 0))
+                * static_cast<double>(n);
             const auto logits = out.value();
             for (Index k = 0; k < n; ++k) {
                 Index best;

@@ -135,8 +135,8 @@ private:
                                                      : 1;
         const int filled = static_cast<int>(fraction * width_);
         const std::int64_t done = p.iteration - first_iteration_;
-        const double rate = p.elapsed_seconds > 0 ? static_cast<double>(done) / p.elapsed_seconds
-                                                  : 0;
+        const double rate =
+            p.elapsed_seconds > 0 ? static_cast<double>(done) / p.elapsed_seconds : 0;
         const double eta =
             rate > 0 ? static_cast<double>(p.max_iterations - p.iteration) / rate : 0;
         const double loss = weight_ > 0 ? average_ / weight_ : static_cast<double>(p.loss);
@@ -167,7 +167,7 @@ private:
     int width_;
     std::int64_t first_iteration_ = 0;
     std::int64_t summary_iteration_ = -1;  // where the last epoch summary was printed
-    double average_ = 0, weight_ = 0;  // the running loss is average_ / weight_
+    double average_ = 0, weight_ = 0;      // the running loss is average_ / weight_
     double last_draw_ = -1;
     std::size_t line_width_ = 0;  // of the line being redrawn (0: none open)
 };
@@ -333,8 +333,8 @@ public:
         std::ostream& out = csv_.out();
         const detail::FormatGuard keep_format(out);
         out << p.iteration << ',' << std::setprecision(std::numeric_limits<S>::max_digits10)
-            << p.loss << ',' << p.gradient_norm << ',' << std::setprecision(6)
-            << p.elapsed_seconds << '\n';
+            << p.loss << ',' << p.gradient_norm << ',' << std::setprecision(6) << p.elapsed_seconds
+            << '\n';
     }
 
     template <class Opt, class S>

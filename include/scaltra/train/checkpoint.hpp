@@ -59,8 +59,8 @@ void save_checkpoint(const std::filesystem::path& path, const Opt& opt,
     try {
         std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
         if (!out)
-            throw Error(detail::concat("Checkpoint: cannot open '", temporary.string(),
-                                       "' for writing"));
+            throw Error(
+                detail::concat("Checkpoint: cannot open '", temporary.string(), "' for writing"));
         save_state<S>(out, "checkpoint",
                       detail::CheckpointRecord<S>{info.epoch, info.iteration, w});
         opt.save(out);
@@ -69,8 +69,8 @@ void save_checkpoint(const std::filesystem::path& path, const Opt& opt,
             throw Error(detail::concat("Checkpoint: writing '", temporary.string(), "' failed"));
         std::filesystem::rename(temporary, path, ec);  // atomic on POSIX within one file system
         if (ec)
-            throw Error(detail::concat("Checkpoint: cannot rename '", temporary.string(),
-                                       "' to '", path.string(), "': ", ec.message()));
+            throw Error(detail::concat("Checkpoint: cannot rename '", temporary.string(), "' to '",
+                                       path.string(), "': ", ec.message()));
     } catch (...) {
         std::filesystem::remove(temporary, ec);  // no half-written leftovers
         throw;

@@ -38,8 +38,8 @@ namespace scaltra {
 /// evaluation (mean loss, accuracy) of a set.
 template <class M, class S>
 concept Classifier = requires(M& m, const Eigen::Ref<const Vec<S>>& w,
-                              const Eigen::Ref<const Mat<S>>& inputs,
-                              std::span<const Index> labels, Eigen::Ref<Vec<S>>& grad) {
+                              const Eigen::Ref<const Mat<S>>& inputs, std::span<const Index> labels,
+                              Eigen::Ref<Vec<S>>& grad) {
     { m.input_size() } -> std::convertible_to<Index>;
     { m.output_size() } -> std::convertible_to<Index>;
     { m.loss_and_grad(w, inputs, labels, grad) } -> std::convertible_to<S>;
@@ -49,10 +49,10 @@ concept Classifier = requires(M& m, const Eigen::Ref<const Vec<S>>& w,
 
 template <Real S>
 struct FitOptions {
-    std::int64_t epochs = 10;         ///< the epoch to stop after (counting initial_epoch)
+    std::int64_t epochs = 10;  ///< the epoch to stop after (counting initial_epoch)
     Index batch_size = 128;
-    std::uint64_t seed = 0;           ///< the minibatch order
-    std::int64_t initial_epoch = 0;   ///< epochs already done (to resume from a checkpoint)
+    std::uint64_t seed = 0;          ///< the minibatch order
+    std::int64_t initial_epoch = 0;  ///< epochs already done (to resume from a checkpoint)
     const data::LabelledSet<S>* validation = nullptr;  ///< evaluated after every epoch
     const data::LabelledSet<S>* test = nullptr;        ///< evaluated after every epoch
 
@@ -70,7 +70,7 @@ struct EpochRecord {
     std::int64_t iteration;  ///< optimizer steps completed by its end
     double train_loss;       ///< mean of the epoch's finite minibatch losses
     EpochMetrics metrics;
-    double train_seconds;    ///< wall time of the epoch's steps (callbacks included, evaluation not)
+    double train_seconds;  ///< wall time of the epoch's steps (callbacks included, evaluation not)
     double elapsed_seconds;  ///< since fit began, at the epoch's end
 };
 
@@ -105,11 +105,9 @@ void require_classification_set(const Model& model, const data::LabelledSet<S>& 
 }  // namespace detail
 
 template <Optimizer Opt, Classifier<typename Opt::Scalar> Model, class... Callbacks>
-FitResult fit(Model& model, Opt& opt,
-                                    Eigen::Ref<Vec<typename Opt::Scalar>> w,
-                                    const data::LabelledSet<typename Opt::Scalar>& train,
-                                    const FitOptions<typename Opt::Scalar>& options,
-                                    Callbacks&&... callbacks) {
+FitResult fit(Model& model, Opt& opt, Eigen::Ref<Vec<typename Opt::Scalar>> w,
+              const data::LabelledSet<typename Opt::Scalar>& train,
+              const FitOptions<typename Opt::Scalar>& options, Callbacks&&... callbacks) {
     using S = typename Opt::Scalar;
     static_assert((detail::valid_callback<std::remove_reference_t<Callbacks>, Opt, S> && ...),
                   "a callback passed to fit has no hook, or a hook the driver cannot call "
@@ -144,7 +142,8 @@ FitResult fit(Model& model, Opt& opt,
     typename data::Minibatches<S>::Batch* batch = nullptr;
     auto objective = [&](const Eigen::Ref<const Vec<S>>& at, Eigen::Ref<Vec<S>> grad) -> S {
         ++progress.objective_calls;
-        const auto loss = static_cast<S>(model.loss_and_grad(at, batch->inputs, batch->labels, grad));
+        const auto loss =
+            static_cast<S>(model.loss_and_grad(at, batch->inputs, batch->labels, grad));
         progress.loss = loss;
         progress.gradient_norm = grad.norm();
         progress.elapsed_seconds = elapsed();

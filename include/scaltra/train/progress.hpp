@@ -71,8 +71,8 @@ public:
     }
     /// The mean so far (NaN when no step was finite), and starts a new epoch.
     S take() {
-        const S mean = count_ > 0 ? sum_ / static_cast<S>(count_)
-                                  : std::numeric_limits<S>::quiet_NaN();
+        const S mean =
+            count_ > 0 ? sum_ / static_cast<S>(count_) : std::numeric_limits<S>::quiet_NaN();
         sum_ = S(0);
         count_ = 0;
         return mean;

@@ -70,6 +70,8 @@ TEMPLATE_TEST_CASE("elementwise ops: backward matches central differences", "[au
                   },
                   a)
               < tolerance<S>());
+        CHECK(check2([](auto v) { return ad::scale(v[0], v[1]); }, a, random(rng, 1, 1))
+              < tolerance<S>());
         CHECK(check1([](auto v) { return ad::exp(v[0]); }, a) < tolerance<S>());
         CHECK(check1([](auto v) { return ad::log(v[0]); }, positive) < tolerance<S>());
         CHECK(check1([](auto v) { return ad::tanh(v[0]); }, a) < tolerance<S>());

@@ -164,9 +164,59 @@ struct AdaGradCase {
     }
 };
 
-using AllCases = std::tuple<SgdCase<float>, SgdCase<double>, AdamCase<float>, AdamCase<double>,
-                            AdamWCase<float>, AdamWCase<double>, RmsPropCase<float>,
-                            RmsPropCase<double>, AdaGradCase<float>, AdaGradCase<double>>;
+template <class S>
+struct ScaltraCase {
+    using Opt = scaltra::Scaltra<S>;
+    static Opt make(Index n, NonFinitePolicy p = NonFinitePolicy::raise) {
+        return Opt(n, {.alpha0 = 0.2, .meta = {.lr = 1e-2}, .on_non_finite = p});
+    }
+    static std::vector<std::pair<std::string, std::function<void()>>> bad() {
+        return {{"alpha0",
+                 [] {
+                     Opt(2, {.alpha0 = 0});
+                 }},
+                {"beta",
+                 [] {
+                     Opt(2, {.beta = 1});
+                 }},
+                {"gamma0",
+                 [] {
+                     Opt(2, {.gamma0 = -1});
+                 }},
+                {"epsilon",
+                 [] {
+                     Opt(2, {.epsilon = -1e-4});
+                 }},
+                {"epsilon",
+                 [] {
+                     Opt(2, {.epsilon = 2});
+                 }},  // ε·γ₀ ≥ 1
+                {"gamma_decay",
+                 [] {
+                     Opt(2, {.gamma_decay = 1.5});
+                 }},
+                {"b_scale",
+                 [] {
+                     Opt(2, {.b_scale = -1});
+                 }},
+                {"tau_min",
+                 [] {
+                     Opt(2, {.tau_min = 0});
+                 }},
+                {"alpha0",
+                 [] {
+                     Opt(2, {.alpha0 = 1e7});
+                 }},  // τ₀ below tau_min
+                {"lr", [] {
+                     Opt(2, {.meta = {.lr = -1}});
+                 }}};
+    }
+};
+
+using AllCases =
+    std::tuple<SgdCase<float>, SgdCase<double>, AdamCase<float>, AdamCase<double>, AdamWCase<float>,
+               AdamWCase<double>, RmsPropCase<float>, RmsPropCase<double>, AdaGradCase<float>,
+               AdaGradCase<double>, ScaltraCase<float>, ScaltraCase<double>>;
 
 template <class State>
 std::vector<std::pair<Index, Index>> shapes(const State& state) {

@@ -109,6 +109,15 @@ void scale_backward(Tape<S>& t, const Node<S>& n) {
     t.adjoint_in(n, 0) += n.param * t.adjoint(n);
 }
 
+// y = s·a with s a 1×1 node: ∂/∂a = s·dy, ∂/∂s = ⟨a, dy⟩.
+template <class S>
+void scale_by_backward(Tape<S>& t, const Node<S>& n) {
+    auto dy = t.adjoint(n);
+    const S s = t.value_in(n, 1)(0, 0);
+    t.adjoint_in(n, 0) += s * dy;
+    t.adjoint_in(n, 1)(0, 0) += t.value_in(n, 0).cwiseProduct(dy).sum();
+}
+
 // A unary function: Op::forward(x) and Op::derivative(x, y), both Eigen arrays.
 template <class S, class Op>
 void unary_backward(Tape<S>& t, const Node<S>& n) {
@@ -173,6 +182,15 @@ Var<S> scale(const Var<S>& a, S s) {
     Var<S> y = t.push(a.rows(), a.cols(), &detail::scale_backward<S>, {a});
     t.node(y).param = s;
     t.value(y) = s * t.value(a);
+    return y;
+}
+/// s·a with s a 1×1 node (a learned scalar scaling a whole matrix).
+template <class S>
+Var<S> scale(const Var<S>& a, const Var<S>& s) {
+    if (s.rows() != 1 || s.cols() != 1)
+        detail::shape_error("scale", a, s, "need a 1x1 second operand");
+    Var<S> y = a.tape().push(a.rows(), a.cols(), &detail::scale_by_backward<S>, {a, s});
+    a.tape().value(y) = s.value()(0, 0) * a.value();
     return y;
 }
 /// Elementwise a ⊙ b.

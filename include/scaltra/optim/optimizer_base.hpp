@@ -20,6 +20,7 @@
 #include <istream>
 #include <ostream>
 #include <string_view>
+#include <utility>
 
 #include "../core/concepts.hpp"
 #include "../core/error.hpp"
@@ -47,6 +48,40 @@ void for_each_chunk(Index n, F&& f) {
         f(i, std::min(chunk, n - i));
 }
 
+/// The checked evaluation every step starts with: x's size, f into the zeroed
+/// buffer `grad`, and a finite loss and gradient. Returns false when the step
+/// must not move (non-finite under NonFinitePolicy::skip); throws NonFinite under
+/// raise. `name` is the optimizer's, for the message.
+template <Real S, class F>
+bool evaluate_checked(std::string_view name, NonFinitePolicy policy, Index size,
+                      Eigen::Ref<Vec<S>> x, F&& f, Vec<S>& grad, S& loss) {
+    require_size("x", x.size(), size);
+    const Eigen::Ref<const Vec<S>> x_in(x);
+    grad.setZero();  // objectives may accumulate into it, as after torch's zero_grad()
+    Eigen::Ref<Vec<S>> grad_ref(grad);
+    loss = static_cast<S>(f(x_in, grad_ref));
+    if (std::isfinite(loss) && all_finite(grad))
+        return true;
+    if (policy == NonFinitePolicy::skip)
+        return false;
+    throw NonFinite(concat(name, ": the objective returned ",
+                           std::isfinite(loss) ? "a non-finite gradient" : "a non-finite loss",
+                           "; x and the optimizer state are unchanged"));
+}
+
+/// The checks of update(x, g): sizes, and a finite g (see evaluate_checked).
+template <Real S>
+bool gradient_checked(std::string_view name, NonFinitePolicy policy, Index size,
+                      const Eigen::Ref<Vec<S>>& x, const Eigen::Ref<const Vec<S>>& g) {
+    require_size("x", x.size(), size);
+    require_size("gradient", g.size(), size);
+    if (all_finite(g))
+        return true;
+    if (policy == NonFinitePolicy::skip)
+        return false;
+    throw NonFinite(concat(name, ": non-finite gradient; x and the optimizer state are unchanged"));
+}
+
 }  // namespace detail
 
 template <class Derived, Real S, class StateT, class OptionsT>
@@ -71,35 +106,17 @@ public:
     /// Evaluates f at x, then moves x by the derived rule; returns the loss at the incoming x.
     template <Objective<S> F>
     S step(Eigen::Ref<Vec<S>> x, F&& f) {
-        detail::require_size("x", x.size(), layout_.size());
-        const Eigen::Ref<const Vec<S>> x_in(x);
-        grad_.setZero();  // objectives may accumulate into it, as after torch's zero_grad()
-        Eigen::Ref<Vec<S>> grad(grad_);
-        const auto loss = static_cast<S>(f(x_in, grad));
-        if (!std::isfinite(loss) || !detail::all_finite(grad_)) {
-            if (options_.on_non_finite == NonFinitePolicy::skip)
-                return loss;
-            throw NonFinite(
-                detail::concat(name(), ": the objective returned ",
-                               std::isfinite(loss) ? "a non-finite gradient" : "a non-finite loss",
-                               "; x and the optimizer state are unchanged"));
-        }
-        derived().apply(x, grad_);
+        S loss;
+        if (detail::evaluate_checked<S>(name(), options_.on_non_finite, layout_.size(), x,
+                                        std::forward<F>(f), grad_, loss))
+            derived().apply(x, grad_);
         return loss;
     }
 
     /// Moves x by the derived rule for a given gradient g.
     void update(Eigen::Ref<Vec<S>> x, const Eigen::Ref<const Vec<S>>& g) {
-        detail::require_size("x", x.size(), layout_.size());
-        detail::require_size("gradient", g.size(), layout_.size());
-        if (!detail::all_finite(g)) {
-            if (options_.on_non_finite == NonFinitePolicy::skip)
-                return;
-            throw NonFinite(detail::concat(name(),
-                                           ": non-finite gradient; x and the optimizer "
-                                           "state are unchanged"));
-        }
-        derived().apply(x, g);
+        if (detail::gradient_checked<S>(name(), options_.on_non_finite, layout_.size(), x, g))
+            derived().apply(x, g);
     }
 
     /// Back to the state of a freshly constructed optimizer.

@@ -1,0 +1,182 @@
+// The online meta-learning loop shared by the learned optimizers (SCALTRA, LODO,
+// APO's online form), written once (ARCHITECTURE.md, "Online meta-learning").
+//
+// A rule moves x by Δ(φ; state), a function of its meta-parameters φ. One call
+// of step(x, f):
+//   1. g = ∇f(x)                                   (checked, as every optimizer)
+//   2. if a move was made before: h = J_Δᵀ g, the hypergradient ∂f(x)/∂φ of the
+//      last move x = x_prev + Δ(φ), and φ ← MetaOpt(φ, h)
+//   3. rule.observe(state, g)                      (momentum, the next γ, …)
+//   4. x ← x + Δ(φ; state), and state.step counts the move
+// Step 2 uses the state and φ as they were for the last move (the meta-update
+// comes before step 3 changes the state), so the hypergradient is recomputed
+// from the state: nothing of the last step's recording has to outlive it, and a
+// saved state resumes exactly.
+//
+// A rule supplies (see the LearnedRule concept):
+//   types Scalar, State (a StateAggregate with members `step`, the moves made,
+//   and `phi`), Options; kName; a constructor Rule(const Layout&, const Options&)
+//   meta_layout()                 φ's blocks
+//   initial_state()               step 0, φ₀ and the rest of the state
+//   observe(state, g)             step 3 (state.step is the number of moves so far)
+//   record(tape, state, h)        Δ(φ; state) on the tape; φ's leaves add their
+//                                 gradients into h (none when h is null)
+// and, optionally, closed forms, used unless `options.hypergradient` says tape:
+//   move(state, x)                x ← x + Δ(φ; state)
+//   hypergradient(state, g, h)    h = J_Δᵀ g
+// Options must have `meta` (the MetaOpt's options), `hypergradient`,
+// `on_non_finite` and `validate()`.
+#pragma once
+
+#include <concepts>
+#include <cstdint>
+#include <istream>
+#include <ostream>
+#include <sstream>
+#include <string_view>
+#include <utility>
+
+#include "../autodiff/tape.hpp"
+#include "../core/concepts.hpp"
+#include "../core/layout.hpp"
+#include "../core/state_io.hpp"
+#include "optimizer_base.hpp"
+
+namespace scaltra {
+
+/// How a learned optimizer differentiates its step with respect to φ.
+enum class Hypergradient {
+    closed_form,  ///< the rule's formula where it has one (else the tape)
+    tape,         ///< always the autodiff tape
+};
+
+template <class R>
+concept LearnedRule = Real<typename R::Scalar> && StateAggregate<typename R::State> && requires(
+    R& r, const R& cr, typename R::State& state, ad::Tape<typename R::Scalar>& tape,
+    const Eigen::Ref<const Vec<typename R::Scalar>>& g, typename R::Scalar* h) {
+    { R::kName } -> std::convertible_to<std::string_view>;
+    { cr.meta_layout() } -> std::convertible_to<const Layout&>;
+    { cr.initial_state() } -> std::same_as<typename R::State>;
+    cr.observe(state, g);
+    { cr.record(tape, state, h) } -> std::same_as<ad::Var<typename R::Scalar>>;
+    { state.step } -> std::convertible_to<std::int64_t>;
+    { state.phi } -> std::convertible_to<Vec<typename R::Scalar>>;
+};
+
+template <LearnedRule Rule, GradientOptimizer MetaOpt>
+requires std::same_as<typename Rule::Scalar, typename MetaOpt::Scalar>
+class OnlineMeta {
+    using S = typename Rule::Scalar;
+
+public:
+    using Scalar = S;
+    using State = typename Rule::State;
+    using Options = typename Rule::Options;
+    using MetaOptimizer = MetaOpt;
+
+    /// For a parameter layout (or a size); throws InvalidArgument naming the first
+    /// option out of its range.
+    explicit OnlineMeta(Layout layout, Options options = {})
+        : layout_(std::move(layout)),
+          options_(validated(layout_, std::move(options))),
+          rule_(layout_, options_),
+          meta_(rule_.meta_layout(), options_.meta),
+          state_(rule_.initial_state()),
+          grad_(Vec<S>::Zero(layout_.size())),
+          hypergradient_(Vec<S>::Zero(rule_.meta_layout().size())) {}
+
+    /// Evaluates f at x, learns from it, and moves x; returns the loss at the incoming x.
+    template <Objective<Scalar> F>
+    Scalar step(Eigen::Ref<Vec<S>> x, F&& f) {
+        S loss;
+        if (detail::evaluate_checked<S>(name(), options_.on_non_finite, layout_.size(), x,
+                                        std::forward<F>(f), grad_, loss))
+            apply(x, grad_);
+        return loss;
+    }
+
+    /// The same for a gradient g the caller already has.
+    void update(Eigen::Ref<Vec<S>> x, const Eigen::Ref<const Vec<S>>& g) {
+        if (detail::gradient_checked<S>(name(), options_.on_non_finite, layout_.size(), x, g))
+            apply(x, g);
+    }
+
+    /// Back to a freshly constructed optimizer, the meta-optimizer included.
+    void reset() {
+        state_ = rule_.initial_state();
+        meta_.reset();
+    }
+
+    std::string_view name() const { return Rule::kName; }
+    const State& state() const { return state_; }
+    const Options& options() const { return options_; }
+    const Layout& layout() const { return layout_; }
+    const Rule& rule() const { return rule_; }
+    const MetaOpt& meta_optimizer() const { return meta_; }
+
+    /// The state, then the meta-optimizer's state.
+    void save(std::ostream& out) const {
+        save_state<S>(out, name(), state_);
+        meta_.save(out);
+    }
+
+    /// All or nothing: both states are read before either replaces the current one.
+    void load(std::istream& in) {
+        State loaded = state_;
+        load_state<S>(in, name(), loaded);
+        meta_.load(in);  // all or nothing by itself, and the last thing that can fail
+        state_ = std::move(loaded);
+    }
+
+private:
+    static Options validated(const Layout& layout, Options options) {
+        if (layout.size() == 0)
+            throw InvalidArgument("Invalid layout: it has no elements");
+        options.validate();
+        return options;
+    }
+
+    void apply(Eigen::Ref<Vec<S>> x, const Eigen::Ref<const Vec<S>>& g) {
+        if (state_.step > 0) {
+            compute_hypergradient(g);
+            meta_.update(state_.phi, hypergradient_);  // throws before changing anything
+        }
+        rule_.observe(state_, g);
+        move(x);
+        ++state_.step;
+    }
+
+    void compute_hypergradient(const Eigen::Ref<const Vec<S>>& g) {
+        if constexpr (requires { rule_.hypergradient(state_, g, hypergradient_); }) {
+            if (options_.hypergradient == Hypergradient::closed_form) {
+                rule_.hypergradient(state_, g, hypergradient_);
+                return;
+            }
+        }
+        tape_.clear();
+        hypergradient_.setZero();
+        const ad::Var<S> delta = rule_.record(tape_, state_, hypergradient_.data());
+        tape_.vjp(delta, g);
+    }
+
+    void move(Eigen::Ref<Vec<S>> x) {
+        if constexpr (requires { rule_.move(state_, x); }) {
+            if (options_.hypergradient == Hypergradient::closed_form) {
+                rule_.move(state_, x);
+                return;
+            }
+        }
+        tape_.clear();
+        x += rule_.record(tape_, state_, nullptr).value();
+    }
+
+    Layout layout_;
+    Options options_;
+    Rule rule_;
+    MetaOpt meta_;
+    State state_;
+    Vec<S> grad_, hypergradient_;
+    ad::Tape<S> tape_;
+};
+
+}  // namespace scaltra

@@ -1,0 +1,241 @@
+// SCALTRA: successive convex approximation with a learned per-layer curvature
+// (the SCALTRA note; ALGORITHMS.md, "SCALTRA"). For every block of the Layout
+// (a layer's weights, its bias) the surrogate
+//   L(wₜ) + ∇L(wₜ)ᵀ(w − wₜ) + ½(w − wₜ)ᵀ(b bᵀ + τI)(w − wₜ)
+// is minimised with the momentum m in place of the gradient, and the step is
+// smoothed by γₜ:
+//   m ← βm + (1−β)g,   d = (b bᵀ + τI)⁻¹ m = (m − b (bᵀm)/(τ + ‖b‖²)) / τ,   w ← w − γₜ d
+// (Sherman–Morrison; O(n), no matrix is formed). b and τ = softplus(ρ) + τ_min are
+// learned online by the meta-optimizer from the hypergradient of the last step
+// (online_meta.hpp), in closed form, with u = (b bᵀ + τI)⁻¹ g⁺:
+//   ∂L/∂b = γ[(bᵀd) u + (bᵀu) d],   ∂L/∂τ = γ uᵀd,   ∂L/∂ρ = ∂L/∂τ · sigmoid(ρ).
+// γ decreases by the SCA rule γₜ₊₁ = γₜ(1 − εγₜ) (Σγ = ∞, Σγ² < ∞), or
+// geometrically γₜ₊₁ = δγₜ (the author's notebook: δ = 0.9, γ₀ = 0.9). τ₀ = γ₀/α₀,
+// α₀ the note's initial learning rate; b starts small and random (at b = 0 its
+// hypergradient is exactly 0, so it would never move).
+#pragma once
+
+#include <array>
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <tuple>
+
+#include "../autodiff/ops_elementwise.hpp"
+#include "../autodiff/ops_linalg.hpp"
+#include "../autodiff/ops_shape.hpp"
+#include "../core/rng.hpp"
+#include "adam.hpp"
+#include "online_meta.hpp"
+
+namespace scaltra {
+
+/// How SCALTRA's smoothing step γ decreases after each move.
+enum class GammaRule {
+    sca,        ///< γ ← γ(1 − εγ)
+    geometric,  ///< γ ← δγ
+};
+
+template <Real S, class MetaOptions = AdamOptions<S>>
+struct ScaltraOptions {
+    S alpha0 = S(0.5);  ///< initial learning rate: τ₀ = γ₀/α₀
+    S beta = S(0.9);    ///< momentum
+    S gamma0 = S(1);
+    GammaRule gamma_rule = GammaRule::sca;
+    S epsilon = S(1e-4);     ///< ε of the SCA rule
+    S gamma_decay = S(0.9);  ///< δ of the geometric rule
+    S b_scale = S(1e-3);     ///< b starts N(0, b_scale²) per element
+    std::uint64_t seed = 0;  ///< of b's initial draw
+    S tau_min = S(1e-6);     ///< τ = softplus(ρ) + τ_min > 0 whatever ρ
+    MetaOptions meta = {.lr = S(1e-3)};
+    Hypergradient hypergradient = Hypergradient::closed_form;
+    NonFinitePolicy on_non_finite = NonFinitePolicy::raise;
+
+    void validate() const {
+        using detail::Bound;
+        detail::require_positive("alpha0", alpha0);
+        detail::require_in("beta", beta, S(0), Bound::closed, S(1), Bound::open);
+        detail::require_positive("gamma0", gamma0);
+        detail::require_nonnegative("epsilon", epsilon);
+        if (gamma_rule == GammaRule::sca && !(epsilon * gamma0 < S(1)))
+            throw InvalidArgument(detail::concat(
+                "Invalid epsilon: the SCA rule needs ε·γ₀ < 1, got ", epsilon, "·", gamma0));
+        detail::require_in("gamma_decay", gamma_decay, S(0), Bound::open, S(1), Bound::closed);
+        detail::require_nonnegative("b_scale", b_scale);
+        detail::require_positive("tau_min", tau_min);
+        if (!(gamma0 / alpha0 > tau_min))
+            throw InvalidArgument(detail::concat("Invalid alpha0: τ₀ = γ₀/α₀ = ", gamma0 / alpha0,
+                                                 " must exceed tau_min = ", tau_min));
+        meta.validate();
+    }
+};
+
+template <Real S>
+struct ScaltraState {
+    std::int64_t step = 0;  ///< moves made
+    S gamma = S(0);         ///< γ of the last move (of the next, before any)
+    Vec<S> phi;             ///< per block: b (its size), then ρ
+    Vec<S> m;               ///< momentum
+
+    static constexpr std::array field_names{"step", "gamma", "phi", "m"};
+    auto fields() { return std::tie(step, gamma, phi, m); }
+    auto fields() const { return std::tie(step, gamma, phi, m); }
+
+    void validate() const {
+        detail::require_step_count(step);
+        detail::require_state(gamma > S(0), "gamma", "must be positive");
+    }
+};
+
+namespace detail {
+
+/// softplus(ρ) = log(1 + eʳ), stable for large |ρ|, and its inverse.
+template <class S>
+S softplus(S rho) {
+    return std::max(rho, S(0)) + std::log1p(std::exp(-std::abs(rho)));
+}
+template <class S>
+S softplus_inverse(S y) {
+    return y > S(30) ? y : std::log(std::expm1(y));
+}
+
+/// The SCALTRA update rule, for OnlineMeta.
+template <Real S, class MetaOptions>
+class ScaltraRule {
+public:
+    using Scalar = S;
+    using State = ScaltraState<S>;
+    using Options = ScaltraOptions<S, MetaOptions>;
+    static constexpr std::string_view kName = "SCALTRA";
+
+    ScaltraRule(const Layout& layout, const Options& options) : layout_(layout), options_(options) {
+        for (std::size_t l = 0; l < layout_.num_blocks(); ++l) {
+            meta_layout_.add(concat("b:", layout_[l].name), layout_[l].size());
+            meta_layout_.add(concat("rho:", layout_[l].name), 1);
+        }
+    }
+
+    const Layout& meta_layout() const { return meta_layout_; }
+
+    State initial_state() const {
+        Rng rng(options_.seed);
+        State state{0, options_.gamma0, Vec<S>(meta_layout_.size()), Vec<S>::Zero(layout_.size())};
+        const S rho0 = softplus_inverse(options_.gamma0 / options_.alpha0 - options_.tau_min);
+        for (std::size_t l = 0; l < layout_.num_blocks(); ++l) {
+            auto b = b_of(state.phi, l);
+            for (Index i = 0; i < b.size(); ++i)
+                b[i] = static_cast<S>(rng.normal(0.0, static_cast<double>(options_.b_scale)));
+            rho_of(state.phi, l) = rho0;
+        }
+        return state;
+    }
+
+    /// m ← βm + (1−β)g, and γ's decrease (not before the first move).
+    void observe(State& state, const Eigen::Ref<const Vec<S>>& g) const {
+        state.m = options_.beta * state.m + (S(1) - options_.beta) * g;
+        if (state.step > 0)
+            state.gamma = options_.gamma_rule == GammaRule::sca
+                              ? state.gamma * (S(1) - options_.epsilon * state.gamma)
+                              : options_.gamma_decay * state.gamma;
+    }
+
+    S tau(const State& state, std::size_t l) const {
+        return softplus(rho_of(state.phi, l)) + options_.tau_min;
+    }
+
+    /// w ← w − γ (m − b s)/τ, s = bᵀm/(τ + ‖b‖²), per block.
+    void move(const State& state, Eigen::Ref<Vec<S>> x) const {
+        for (std::size_t l = 0; l < layout_.num_blocks(); ++l) {
+            const Block& block = layout_[l];
+            const auto b = b_of(state.phi, l);
+            const auto m = state.m.segment(block.offset, block.size());
+            const S t = tau(state, l);
+            const S s = b.dot(m) / (t + b.squaredNorm());
+            x.segment(block.offset, block.size()) -= (state.gamma / t) * (m - s * b);
+        }
+    }
+
+    /// h = J_Δᵀ g for the last move, from four dot products per block:
+    /// with c = τ + ‖b‖², s = bᵀm/c = bᵀd, s_g = bᵀg/c = bᵀu,
+    ///   ∂L/∂b = (γ/τ)(s g + s_g m − 2 s s_g b),
+    ///   ∂L/∂τ = γ uᵀd = γ (gᵀm − s bᵀg − s_g bᵀm + s s_g ‖b‖²)/τ².
+    void hypergradient(const State& state, const Eigen::Ref<const Vec<S>>& g,
+                       Eigen::Ref<Vec<S>> h) const {
+        for (std::size_t l = 0; l < layout_.num_blocks(); ++l) {
+            const Block& block = layout_[l];
+            const auto b = b_of(state.phi, l);
+            const auto m = state.m.segment(block.offset, block.size());
+            const auto gl = g.segment(block.offset, block.size());
+            const S t = tau(state, l), gamma = state.gamma;
+            const S bm = b.dot(m), bg = b.dot(gl), bb = b.squaredNorm(), gm = gl.dot(m);
+            const S c = t + bb, s = bm / c, sg = bg / c;
+            b_of(h, l) = (gamma / t) * (s * gl + sg * m - (S(2) * s * sg) * b);
+            const S dtau = gamma * (gm - s * bg - sg * bm + s * sg * bb) / (t * t);
+            rho_of(h, l) = dtau / (S(1) + std::exp(-rho_of(state.phi, l)));  // · sigmoid(ρ)
+        }
+    }
+
+    /// Δ = −γ (b bᵀ + τI)⁻¹ m per block, on the tape, blocks stacked into one column.
+    ad::Var<S> record(ad::Tape<S>& tape, const State& state, S* h) const {
+        Mat<S> one = Mat<S>::Ones(1, 1), tau_min = Mat<S>::Constant(1, 1, options_.tau_min);
+        const ad::Var<S> unit = tape.constant(one), floor = tape.constant(tau_min);
+        ad::Var<S> delta;
+        for (std::size_t l = 0; l < layout_.num_blocks(); ++l) {
+            const Block& block = layout_[l];
+            const Block& bb = meta_layout_[2 * l];
+            const Block& rb = meta_layout_[2 * l + 1];
+            const ad::Var<S> b =
+                tape.leaf(state.phi.data() + bb.offset, bb.rows, 1, h ? h + bb.offset : nullptr);
+            const ad::Var<S> rho =
+                tape.leaf(state.phi.data() + rb.offset, 1, 1, h ? h + rb.offset : nullptr);
+            const ad::Var<S> m = tape.leaf(state.m.data() + block.offset, block.size(), 1);
+            const ad::Var<S> t = ad::softplus(rho) + floor;
+            const ad::Var<S> s = ad::div(ad::dot(b, m), t + ad::squared_norm(b));
+            const ad::Var<S> d = ad::scale(m - ad::scale(b, s), ad::div(unit, t));
+            const ad::Var<S> step = ad::scale(d, -state.gamma);
+            delta = l == 0 ? step : ad::concat_rows(delta, step);
+        }
+        return delta;
+    }
+
+private:
+    auto b_of(Vec<S>& phi, std::size_t l) const {
+        return phi.segment(meta_layout_[2 * l].offset, meta_layout_[2 * l].size());
+    }
+    auto b_of(const Vec<S>& phi, std::size_t l) const {
+        return phi.segment(meta_layout_[2 * l].offset, meta_layout_[2 * l].size());
+    }
+    auto b_of(Eigen::Ref<Vec<S>> phi, std::size_t l) const {
+        return phi.segment(meta_layout_[2 * l].offset, meta_layout_[2 * l].size());
+    }
+    S& rho_of(Vec<S>& phi, std::size_t l) const { return phi[meta_layout_[2 * l + 1].offset]; }
+    S rho_of(const Vec<S>& phi, std::size_t l) const { return phi[meta_layout_[2 * l + 1].offset]; }
+    S& rho_of(Eigen::Ref<Vec<S>> phi, std::size_t l) const {
+        return phi[meta_layout_[2 * l + 1].offset];
+    }
+
+    Layout layout_;
+    Options options_;
+    Layout meta_layout_;
+};
+
+}  // namespace detail
+
+/// SCALTRA as an Optimizer: `Scaltra<float> opt(model.layout(), {.alpha0 = 0.5f});`
+template <Real S, GradientOptimizer MetaOpt = Adam<S>>
+class Scaltra : public OnlineMeta<detail::ScaltraRule<S, typename MetaOpt::Options>, MetaOpt> {
+    using Base = OnlineMeta<detail::ScaltraRule<S, typename MetaOpt::Options>, MetaOpt>;
+
+public:
+    using Base::Base;
+
+    /// Block l's learned τ, ‖b‖ and effective step size γ/τ (of the last move).
+    S tau(std::size_t l) const { return this->rule().tau(this->state(), l); }
+    S b_norm(std::size_t l) const {
+        const Block& b = this->rule().meta_layout()[2 * l];
+        return this->state().phi.segment(b.offset, b.size()).norm();
+    }
+    S effective_step(std::size_t l) const { return this->state().gamma / tau(l); }
+};
+
+}  // namespace scaltra

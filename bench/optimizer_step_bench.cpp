@@ -1,9 +1,10 @@
-// One step (`update(x, g)`) of every classic optimizer for float n = 1e4, 1e6, 1e7,
-// beside a STREAM triad in the same binary, so each step's share of the memory
-// bandwidth comes from one run. Bytes are counted as the streams the update must
-// move (each array read or written once, STREAM's convention: the triad is 3
-// streams, Adam 7 — x, m, v read and written, g read). The finiteness check of g
-// is a further read that is not counted.
+// One step (`update(x, g)`) of every optimizer for float n = 1e4, 1e6, 1e7, beside
+// a STREAM triad in the same binary, so each step's share of the memory bandwidth
+// comes from one run. Bytes are counted as the streams the update must move (each
+// array read or written once, STREAM's convention: the triad is 3 streams, Adam 7
+// — x, m, v read and written, g read; SCALTRA 11 — x, m, b and meta-Adam's two
+// moments of b read and written, g read). The finiteness check of g is a further
+// read that is not counted.
 //
 //   build/release/bench/optimizer_step_bench --benchmark_repetitions=3
 //       --benchmark_report_aggregates_only=true
@@ -67,6 +68,9 @@ void BM_RmsProp(benchmark::State& state) {
 void BM_AdaGrad(benchmark::State& state) {
     run_steps(state, scaltra::AdaGrad<S>(state.range(0)), 5);
 }
+void BM_Scaltra(benchmark::State& state) {
+    run_steps(state, scaltra::Scaltra<S>(state.range(0)), 11);
+}
 
 #define SCALTRA_SIZES ->Arg(10'000)->Arg(1'000'000)->Arg(10'000'000)->UseRealTime()
 BENCHMARK(BM_StreamTriad) SCALTRA_SIZES;
@@ -76,6 +80,7 @@ BENCHMARK(BM_Adam) SCALTRA_SIZES;
 BENCHMARK(BM_AdamW) SCALTRA_SIZES;
 BENCHMARK(BM_RmsProp) SCALTRA_SIZES;
 BENCHMARK(BM_AdaGrad) SCALTRA_SIZES;
+BENCHMARK(BM_Scaltra) SCALTRA_SIZES;
 #undef SCALTRA_SIZES
 
 }  // namespace

@@ -52,7 +52,7 @@ struct Entry {
 };
 constexpr Entry kOptimizers[] = {
     {"sgd", 3e-1},   {"momentum", 3e-2}, {"adam", 1e-3},
-    {"adamw", 1e-3}, {"rmsprop", 1e-3},  {"adagrad", 1e-2},
+    {"adamw", 1e-3}, {"rmsprop", 1e-3},  {"adagrad", 1e-2}, {"scaltra", 0.5},
 };
 
 /// One optimizer's run: the table row and the curves for the plot.
@@ -116,6 +116,8 @@ Run train_named(const std::string& name, double lr, const Settings& settings,
         return go(scaltra::AdamW<S>(layout, {.lr = rate}));
     if (name == "rmsprop")
         return go(scaltra::RmsProp<S>(layout, {.lr = rate}));
+    if (name == "scaltra")  // the learning rate is its initial one, α₀ (τ₀ = γ₀/α₀)
+        return go(scaltra::Scaltra<S>(layout, {.alpha0 = rate}));
     return go(scaltra::AdaGrad<S>(layout, {.lr = rate}));
 }
 

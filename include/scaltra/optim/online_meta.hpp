@@ -50,6 +50,18 @@ enum class Hypergradient {
     tape,         ///< always the autodiff tape
 };
 
+namespace detail {
+/// The loop's scratch tape: a copy of an optimizer gets its own, empty one (a
+/// tape cannot be copied, its Vars point at it), so optimizers stay copyable.
+template <class S>
+struct ScratchTape {
+    ad::Tape<S> tape;
+    ScratchTape() = default;
+    ScratchTape(const ScratchTape&) {}
+    ScratchTape& operator=(const ScratchTape&) { return *this; }
+};
+}  // namespace detail
+
 template <class R>
 concept LearnedRule = Real<typename R::Scalar> && StateAggregate<typename R::State> && requires(
     R& r, const R& cr, typename R::State& state, ad::Tape<typename R::Scalar>& tape,
@@ -153,10 +165,11 @@ private:
                 return;
             }
         }
-        tape_.clear();
+        ad::Tape<S>& tape = scratch_.tape;
+        tape.clear();
         hypergradient_.setZero();
-        const ad::Var<S> delta = rule_.record(tape_, state_, hypergradient_.data());
-        tape_.vjp(delta, g);
+        const ad::Var<S> delta = rule_.record(tape, state_, hypergradient_.data());
+        tape.vjp(delta, g);
     }
 
     void move(Eigen::Ref<Vec<S>> x) {
@@ -166,8 +179,8 @@ private:
                 return;
             }
         }
-        tape_.clear();
-        x += rule_.record(tape_, state_, nullptr).value();
+        scratch_.tape.clear();
+        x += rule_.record(scratch_.tape, state_, nullptr).value();
     }
 
     Layout layout_;
@@ -176,7 +189,7 @@ private:
     MetaOpt meta_;
     State state_;
     Vec<S> grad_, hypergradient_;
-    ad::Tape<S> tape_;
+    detail::ScratchTape<S> scratch_;
 };
 
 }  // namespace scaltra

@@ -143,19 +143,28 @@ public:
         return softplus(rho_of(state.phi, l)) + options_.tau_min;
     }
 
-    /// w ← w − γ (m − b s)/τ, s = bᵀm/(τ + ‖b‖²), per block.
+    /// w ← w − γ (m − b s)/τ, s = bᵀm/(τ + ‖b‖²), per block: one pass for the
+    /// dot products, one for the update.
     void move(const State& state, Eigen::Ref<Vec<S>> x) const {
         for (std::size_t l = 0; l < layout_.num_blocks(); ++l) {
             const Block& block = layout_[l];
             const auto b = b_of(state.phi, l);
             const auto m = state.m.segment(block.offset, block.size());
-            const S t = tau(state, l);
-            const S s = b.dot(m) / (t + b.squaredNorm());
-            x.segment(block.offset, block.size()) -= (state.gamma / t) * (m - s * b);
+            S bm = S(0), bb = S(0);
+            for_each_chunk(block.size(), [&](Index i, Index n) {
+                const auto bs = b.segment(i, n);
+                bm += bs.dot(m.segment(i, n));
+                bb += bs.squaredNorm();
+            });
+            const S t = tau(state, l), s = bm / (t + bb), step = state.gamma / t;
+            auto xl = x.segment(block.offset, block.size());
+            for_each_chunk(block.size(), [&](Index i, Index n) {
+                xl.segment(i, n) -= step * (m.segment(i, n) - s * b.segment(i, n));
+            });
         }
     }
 
-    /// h = J_Δᵀ g for the last move, from four dot products per block:
+    /// h = J_Δᵀ g for the last move, from four dot products per block (one pass):
     /// with c = τ + ‖b‖², s = bᵀm/c = bᵀd, s_g = bᵀg/c = bᵀu,
     ///   ∂L/∂b = (γ/τ)(s g + s_g m − 2 s s_g b),
     ///   ∂L/∂τ = γ uᵀd = γ (gᵀm − s bᵀg − s_g bᵀm + s s_g ‖b‖²)/τ².
@@ -166,10 +175,22 @@ public:
             const auto b = b_of(state.phi, l);
             const auto m = state.m.segment(block.offset, block.size());
             const auto gl = g.segment(block.offset, block.size());
+            S bm = S(0), bg = S(0), bb = S(0), gm = S(0);
+            for_each_chunk(block.size(), [&](Index i, Index n) {
+                const auto bs = b.segment(i, n), ms = m.segment(i, n), gs = gl.segment(i, n);
+                bm += bs.dot(ms);
+                bg += bs.dot(gs);
+                bb += bs.squaredNorm();
+                gm += gs.dot(ms);
+            });
             const S t = tau(state, l), gamma = state.gamma;
-            const S bm = b.dot(m), bg = b.dot(gl), bb = b.squaredNorm(), gm = gl.dot(m);
             const S c = t + bb, s = bm / c, sg = bg / c;
-            b_of(h, l) = (gamma / t) * (s * gl + sg * m - (S(2) * s * sg) * b);
+            const S cg = gamma / t * s, cm = gamma / t * sg, cb = -S(2) * gamma / t * s * sg;
+            auto hb = b_of(h, l);
+            for_each_chunk(block.size(), [&](Index i, Index n) {
+                hb.segment(i, n) =
+                    cg * gl.segment(i, n) + cm * m.segment(i, n) + cb * b.segment(i, n);
+            });
             const S dtau = gamma * (gm - s * bg - sg * bm + s * sg * bb) / (t * t);
             rho_of(h, l) = dtau / (S(1) + std::exp(-rho_of(state.phi, l)));  // · sigmoid(ρ)
         }

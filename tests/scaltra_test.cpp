@@ -5,12 +5,14 @@
 #include <cmath>
 #include <cstdint>
 #include <sstream>
+#include <string>
 #include <tuple>
 #include <vector>
 
 #include <scaltra/autodiff.hpp>
 #include <scaltra/optim.hpp>
 #include <scaltra/problems.hpp>
+#include <scaltra/train.hpp>
 
 #include <catch2/catch.hpp>
 
@@ -267,4 +269,21 @@ TEST_CASE("a custom learned rule runs through the same online loop", "[scaltra][
                                             .dot(g0.segment(block.offset, block.size()));
         CHECK(opt.state().phi[static_cast<Index>(l)] == Approx(expected).epsilon(1e-12));
     }
+}
+
+TEST_CASE("SCALTRA's learned τ, ‖b‖ and γ/τ reach callbacks and the CSV logger", "[scaltra]") {
+    const scaltra::problems::IllConditionedQuadratic<double> f(15, 10.0, 5);
+    scaltra::Scaltra<double> opt(two_blocks(), {.alpha0 = 0.1, .meta = {.lr = 1e-2}});
+    Vec<double> x = f.initial_point();
+    std::ostringstream csv;
+    scaltra::minimize(opt, f, x, {.max_iterations = 5}, scaltra::CsvLogger(csv));
+    const std::string text = csv.str();
+    CHECK_THAT(text, Catch::StartsWith("iteration,loss,gradient_norm,elapsed_seconds,tau:W,"
+                                       "b_norm:W,step:W,tau:b,b_norm:b,step:b\n"));
+    // The last line ends with block b's γ/τ as the optimizer reports it now.
+    const std::string last = text.substr(text.rfind('\n', text.size() - 2) + 1);
+    const double logged_step = std::stod(last.substr(last.rfind(',') + 1));
+    CHECK(logged_step == Approx(opt.effective_step(1)).epsilon(1e-5));
+    CHECK(opt.effective_step(0) == Approx(opt.state().gamma / opt.tau(0)));
+    CHECK(opt.b_norm(0) > 0);
 }

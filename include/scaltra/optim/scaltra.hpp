@@ -257,6 +257,19 @@ public:
         return this->state().phi.segment(b.offset, b.size()).norm();
     }
     S effective_step(std::size_t l) const { return this->state().gamma / tau(l); }
+
+    /// Calls f(name, value) for every learned quantity: per block "tau:<block>",
+    /// "b_norm:<block>" and "step:<block>" (γ/τ); what CsvLogger writes.
+    template <class F>
+    void for_each_learned(F&& f) const {
+        const Layout& layout = this->layout();
+        for (std::size_t l = 0; l < layout.num_blocks(); ++l) {
+            const std::string& block = layout[l].name;
+            f(detail::concat("tau:", block), static_cast<double>(tau(l)));
+            f(detail::concat("b_norm:", block), static_cast<double>(b_norm(l)));
+            f(detail::concat("step:", block), static_cast<double>(effective_step(l)));
+        }
+    }
 };
 
 }  // namespace scaltra

@@ -14,6 +14,7 @@
 #include <ostream>
 #include <sstream>
 #include <string>
+#include <string_view>
 
 #include "../core/error.hpp"
 #include "../core/types.hpp"
@@ -299,7 +300,7 @@ public:
 
     std::ostream& out() { return *out_; }
     /// Writes the header line unless it is appending to a file that has one.
-    void header(const char* line) {
+    void header(std::string_view line) {
         if (header_)
             *out_ << line << '\n';
         header_ = false;
@@ -313,7 +314,9 @@ private:
 }  // namespace detail
 
 /// Writes "iteration,loss,gradient_norm,elapsed_seconds" for every `every`-th step
-/// as CSV, to a file it opens (truncated, or appended to) or to a stream it is given.
+/// as CSV, to a file it opens (truncated, or appended to) or to a stream it is given;
+/// for a learned optimizer (one with `for_each_learned`) also a column per learned
+/// quantity, after the step (SCALTRA: "tau:W1", "b_norm:W1", "step:W1", …).
 class CsvLogger {
 public:
     explicit CsvLogger(const std::string& path, std::int64_t every = 1, bool append = false)
@@ -322,19 +325,27 @@ public:
         : every_(valid_every(every)), csv_(out) {}
 
     template <class Opt, class S>
-    void on_begin(const Opt&, const Progress<S>&, const Eigen::Ref<const Vec<S>>&) {
-        csv_.header("iteration,loss,gradient_norm,elapsed_seconds");
+    void on_begin(const Opt& opt, const Progress<S>&, const Eigen::Ref<const Vec<S>>&) {
+        std::string line = "iteration,loss,gradient_norm,elapsed_seconds";
+        if constexpr (learned<Opt>)
+            opt.for_each_learned([&](std::string_view name, double) {
+                line += ',';
+                line += name;
+            });
+        csv_.header(line);
     }
 
     template <class Opt, class S>
-    void on_step(const Opt&, const Progress<S>& p, const Eigen::Ref<const Vec<S>>&) {
+    void on_step(const Opt& opt, const Progress<S>& p, const Eigen::Ref<const Vec<S>>&) {
         if (p.iteration % every_ != 0)
             return;
         std::ostream& out = csv_.out();
         const detail::FormatGuard keep_format(out);
         out << p.iteration << ',' << std::setprecision(std::numeric_limits<S>::max_digits10)
-            << p.loss << ',' << p.gradient_norm << ',' << std::setprecision(6) << p.elapsed_seconds
-            << '\n';
+            << p.loss << ',' << p.gradient_norm << ',' << std::setprecision(6) << p.elapsed_seconds;
+        if constexpr (learned<Opt>)
+            opt.for_each_learned([&](std::string_view, double value) { out << ',' << value; });
+        out << '\n';
     }
 
     template <class Opt, class S>
@@ -348,6 +359,11 @@ public:
     }
 
 private:
+    template <class Opt>
+    static constexpr bool learned = requires(const Opt& opt) {
+        opt.for_each_learned([](std::string_view, double) {});
+    };
+
     static std::int64_t valid_every(std::int64_t every) {
         detail::require_positive("every", every);  // before a file is truncated
         return every;

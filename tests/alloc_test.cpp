@@ -98,6 +98,16 @@ TEMPLATE_TEST_CASE("no heap allocation per step after the first", "[optim][alloc
     CHECK(allocations_per_steps(adamw, 20) == 0);
     CHECK(allocations_per_steps(rmsprop, 20) == 0);
     CHECK(allocations_per_steps(adagrad, 20) == 0);
+
+    // SCALTRA: the closed form, and the tape (whose arena is sized by the first
+    // hypergradient, in the second step).
+    scaltra::Scaltra<S> scaltra(1000);
+    scaltra::Scaltra<S> taped(1000, {.hypergradient = scaltra::Hypergradient::tape});
+    scaltra::Vec<S> x = scaltra::Vec<S>::Ones(1000);
+    const scaltra::problems::IllConditionedQuadratic<S> quadratic(1000, 10.0, 1);
+    taped.step(x, quadratic);
+    CHECK(allocations_per_steps(scaltra, 20) == 0);
+    CHECK(allocations_per_steps(taped, 20) == 0);
 }
 
 TEMPLATE_TEST_CASE("an MLP forward and backward on the tape allocates nothing after the first",

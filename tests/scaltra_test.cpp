@@ -287,3 +287,25 @@ TEST_CASE("SCALTRA's learned τ, ‖b‖ and γ/τ reach callbacks and the CSV l
     CHECK(opt.effective_step(0) == Approx(opt.state().gamma / opt.tau(0)));
     CHECK(opt.b_norm(0) > 0);
 }
+
+TEST_CASE("a non-finite hypergradient raises or skips, leaving x and the state untouched",
+          "[scaltra]") {
+    const scaltra::problems::Sphere<float> f(100);
+    for (auto policy : {scaltra::NonFinitePolicy::raise, scaltra::NonFinitePolicy::skip}) {
+        scaltra::Scaltra<float> opt(100, {.on_non_finite = policy});
+        Vec<float> x = f.initial_point();
+        opt.step(x, f);
+        const auto before = opt.state();
+        const auto meta_before = opt.meta_optimizer().state();
+        const Vec<float> x_before = x;
+        // Finite, but gᵀm overflows float: the hypergradient of τ is infinite.
+        const Vec<float> huge = Vec<float>::Constant(100, 1e38f);
+        if (policy == scaltra::NonFinitePolicy::raise)
+            CHECK_THROWS_WITH(opt.update(x, huge), Catch::Contains("hypergradient is not finite"));
+        else
+            opt.update(x, huge);
+        CHECK(x == x_before);
+        CHECK(scaltra::bitwise_equal(opt.state(), before));
+        CHECK(scaltra::bitwise_equal(opt.meta_optimizer().state(), meta_before));
+    }
+}

@@ -151,7 +151,14 @@ private:
     void apply(Eigen::Ref<Vec<S>> x, const Eigen::Ref<const Vec<S>>& g) {
         if (state_.step > 0) {
             compute_hypergradient(g);
-            meta_.update(state_.phi, hypergradient_);  // throws before changing anything
+            if (!detail::all_finite(hypergradient_)) {  // the policy of a non-finite g
+                if (options_.on_non_finite == NonFinitePolicy::skip)
+                    return;
+                throw NonFinite(detail::concat(name(),
+                                               ": the hypergradient is not finite; x and the "
+                                               "optimizer state are unchanged"));
+            }
+            meta_.update(state_.phi, hypergradient_);
         }
         rule_.observe(state_, g);
         move(x);

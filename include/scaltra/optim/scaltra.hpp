@@ -198,7 +198,7 @@ public:
 
     /// Δ = −γ (b bᵀ + τI)⁻¹ m per block, on the tape, blocks stacked into one column.
     ad::Var<S> record(ad::Tape<S>& tape, const State& state, S* h) const {
-        Mat<S> one = Mat<S>::Ones(1, 1), tau_min = Mat<S>::Constant(1, 1, options_.tau_min);
+        const Eigen::Matrix<S, 1, 1> one(S(1)), tau_min(options_.tau_min);  // on the stack
         const ad::Var<S> unit = tape.constant(one), floor = tape.constant(tau_min);
         ad::Var<S> delta;
         for (std::size_t l = 0; l < layout_.num_blocks(); ++l) {

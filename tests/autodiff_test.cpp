@@ -138,6 +138,29 @@ TEMPLATE_TEST_CASE("products and reductions", "[autodiff]", float, double) {
     }
 }
 
+TEMPLATE_TEST_CASE("solving with a symmetric positive definite matrix", "[autodiff]", float,
+                   double) {
+    using S = TestType;
+    scaltra::Rng rng(11);
+    const Mat<double> G = random(rng, 4, 4);
+    const Mat<double> A = G * G.transpose() + 4 * Mat<double>::Identity(4, 4);
+    const Mat<double> R = random(rng, 4, 3);
+    // Through A = C Cᵀ + 4I, so that every A seen by the differences is symmetric.
+    auto op = [&](auto v) {
+        auto& tape = v[0].tape();
+        using T = typename std::remove_cvref_t<decltype(v[0])>::Scalar;
+        const auto shift = tape.constant((4 * Mat<double>::Identity(4, 4)).cast<T>());
+        return ad::solve_spd(ad::matmul(v[0], v[0], false, true) + shift, v[1]);
+    };
+    CHECK(ad::gradient_error<S>(weighted(op, R), {G, random(rng, 4, 3)}) < tolerance<S>());
+    ad::Tape<double> tape;
+    const Mat<double> B = random(rng, 4, 3);
+    CHECK(ad::solve_spd(tape.constant(A), tape.constant(B)).value().isApprox(A.ldlt().solve(B)));
+    CHECK_THROWS_AS(ad::solve_spd(tape.constant(-A), tape.constant(B)), scaltra::InvalidArgument);
+    CHECK_THROWS_AS(ad::solve_spd(tape.constant(A), tape.constant(random(rng, 3, 3))),
+                    scaltra::DimensionMismatch);
+}
+
 TEMPLATE_TEST_CASE("block-diagonal product by k×k blocks", "[autodiff]", float, double) {
     using S = TestType;
     scaltra::Rng rng(4);

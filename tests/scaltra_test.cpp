@@ -33,10 +33,12 @@ scaltra::Layout two_blocks() {
 struct RuleAtRandomPoint {
     using Rule = scaltra::detail::ScaltraRule<double, scaltra::AdamOptions<double>>;
     scaltra::Layout layout = two_blocks();
-    Rule rule{layout, {}};
-    Rule::State state = rule.initial_state();
+    Rule rule;
+    Rule::State state;
 
-    explicit RuleAtRandomPoint(std::uint64_t seed) {
+    explicit RuleAtRandomPoint(std::uint64_t seed,
+                               scaltra::Curvature curvature = scaltra::Curvature::rank_one)
+        : rule(layout, {.curvature = curvature}), state(rule.initial_state()) {
         scaltra::Rng rng(seed);
         state.phi = rng.normal_vector<double>(state.phi.size());  // b ~ N(0, 1), ρ ~ N(0, 1)
         state.m = rng.normal_vector<double>(layout.size());
@@ -75,7 +77,7 @@ TEMPLATE_TEST_CASE("S1: b = 0, fixed τ = 1/η, γ ≡ 1 and meta-lr 0 is EMA mo
     CHECK(opt.b_norm(0) == 0);
 }
 
-TEST_CASE("S2: the Sherman–Morrison step equals a dense solve", "[scaltra]") {
+TEST_CASE("S2: the Sherman–Morrison and Cholesky steps equal a dense solve", "[scaltra]") {
     RuleAtRandomPoint p(1);
     const Vec<double> delta = p.delta(p.state.phi);
     for (std::size_t l = 0; l < p.layout.num_blocks(); ++l) {
@@ -88,26 +90,38 @@ TEST_CASE("S2: the Sherman–Morrison step equals a dense solve", "[scaltra]") {
             A.ldlt().solve(Vec<double>(p.state.m.segment(block.offset, block.size())));
         CHECK(delta.segment(block.offset, block.size()).isApprox(-p.state.gamma * d, 1e-12));
     }
+    // The per-matrix curvature: W's columns share A = B Bᵀ + τI (3×3), B of W's shape.
+    RuleAtRandomPoint q(1, scaltra::Curvature::per_matrix);
+    REQUIRE(q.rule.is_matrix(0));
+    REQUIRE(!q.rule.is_matrix(1));  // the bias keeps rank one
+    const Vec<double> dq = q.delta(q.state.phi);
+    const Mat<double> B = scaltra::block_view(q.state.phi, q.rule.meta_layout()[0]);
+    const Mat<double> A = B * B.transpose() + q.rule.tau(q.state, 0) * Mat<double>::Identity(3, 3);
+    const Mat<double> M = scaltra::block_view(q.state.m, q.layout[0]);
+    CHECK(scaltra::block_view(dq, q.layout[0]).isApprox(-q.state.gamma * A.ldlt().solve(M), 1e-12));
 }
 
 TEMPLATE_TEST_CASE("S3: the closed-form hypergradient equals the tape's and central differences",
                    "[scaltra]", float, double) {
     using S = TestType;
-    RuleAtRandomPoint p(2);
-    scaltra::Rng rng(3);
-    const Vec<double> g = rng.normal_vector<double>(p.layout.size());
-    Vec<double> closed(p.state.phi.size()), taped = Vec<double>::Zero(p.state.phi.size());
-    p.rule.hypergradient(p.state, g, closed);
-    scaltra::ad::Tape<double> tape;
-    tape.vjp(p.rule.record(tape, p.state, taped.data()), g);
-    CHECK(closed.isApprox(taped, 1e-12));
-    // J_Δᵀg = ∇_φ ⟨g, Δ(φ)⟩, by central differences.
-    for (Index i = 0; i < p.state.phi.size(); ++i) {
-        Vec<double> up = p.state.phi, down = p.state.phi;
-        up[i] += 1e-6;
-        down[i] -= 1e-6;
-        const double fd = (g.dot(p.delta(up)) - g.dot(p.delta(down))) / 2e-6;
-        CHECK(closed[i] == Approx(fd).margin(1e-7));
+    for (auto curvature : {scaltra::Curvature::rank_one, scaltra::Curvature::per_matrix}) {
+        INFO("curvature " << static_cast<int>(curvature));
+        RuleAtRandomPoint p(2, curvature);
+        scaltra::Rng rng(3);
+        const Vec<double> g = rng.normal_vector<double>(p.layout.size());
+        Vec<double> closed(p.state.phi.size()), taped = Vec<double>::Zero(p.state.phi.size());
+        p.rule.hypergradient(p.state, g, closed);
+        scaltra::ad::Tape<double> tape;
+        tape.vjp(p.rule.record(tape, p.state, taped.data()), g);
+        CHECK(closed.isApprox(taped, 1e-12));
+        // J_Δᵀg = ∇_φ ⟨g, Δ(φ)⟩, by central differences.
+        for (Index i = 0; i < p.state.phi.size(); ++i) {
+            Vec<double> up = p.state.phi, down = p.state.phi;
+            up[i] += 1e-6;
+            down[i] -= 1e-6;
+            const double fd = (g.dot(p.delta(up)) - g.dot(p.delta(down))) / 2e-6;
+            CHECK(closed[i] == Approx(fd).margin(1e-7));
+        }
     }
     // The optimizer, in S, with either hypergradient: the same trajectory.
     const scaltra::problems::Rosenbrock<S> f(6);
@@ -147,6 +161,38 @@ TEMPLATE_TEST_CASE("S4: at the true curvature one step reaches the minimum, hype
     CHECK(w.norm() < tol);
     Vec<S> h(n + 1);
     rule.hypergradient(state, H * w, h);
+    CHECK(h.norm() < tol);
+}
+
+TEMPLATE_TEST_CASE("S4, per matrix: at the true B and τ one step reaches the minimum", "[scaltra]",
+                   float, double) {
+    using S = TestType;
+    using Rule = scaltra::detail::ScaltraRule<S, scaltra::AdamOptions<S>>;
+    scaltra::Layout layout;
+    layout.add("W", 5, 3);
+    const Rule rule(
+        layout,
+        {.beta = 0, .gamma0 = 1, .epsilon = 0, .curvature = scaltra::Curvature::per_matrix});
+    REQUIRE(rule.is_matrix(0));
+    scaltra::Rng rng(6);
+    auto state = rule.initial_state();
+    const Vec<S> b_flat = rng.normal_vector<S>(15);
+    const Mat<S> B = Eigen::Map<const Mat<S>>(b_flat.data(), 5, 3);
+    const S tau_star = S(0.4);
+    const Mat<S> H = B * B.transpose() + tau_star * Mat<S>::Identity(5, 5);  // L = ½⟨W, HW⟩
+    state.phi.head(15) = b_flat;
+    state.phi[15] = scaltra::detail::softplus_inverse(tau_star - S(1e-6));
+    Vec<S> w = rng.normal_vector<S>(15);
+    auto gradient = [&] {
+        const Mat<S> G = H * Eigen::Map<const Mat<S>>(w.data(), 5, 3);
+        return Vec<S>(Eigen::Map<const Vec<S>>(G.data(), 15));
+    };
+    rule.observe(state, gradient());
+    rule.move(state, w);
+    const S tol = std::is_same_v<S, float> ? S(1e-4) : S(1e-10);
+    CHECK(w.norm() < tol);
+    Vec<S> h(16);
+    rule.hypergradient(state, gradient(), h);
     CHECK(h.norm() < tol);
 }
 

@@ -1,6 +1,9 @@
 // Products and reductions: matmul with either operand transposed, sum, mean,
-// dot, squared norm, and the block-diagonal product by k×k blocks (LODO).
+// dot, squared norm, the block-diagonal product by k×k blocks (LODO), and the
+// solve with a symmetric positive definite matrix (SCALTRA's per-matrix curvature).
 #pragma once
+
+#include <Eigen/Cholesky>
 
 #include "ops_elementwise.hpp"
 
@@ -48,6 +51,18 @@ void dot_backward(Tape<S>& t, const Node<S>& n) {
 template <class S>
 void squared_norm_backward(Tape<S>& t, const Node<S>& n) {
     t.adjoint_in(n, 0) += (S(2) * t.adjoint(n)(0, 0)) * t.value_in(n, 0);
+}
+
+// X = A⁻¹B, A symmetric: dB = A⁻¹dX, dA = −(A⁻¹dX)Xᵀ (A⁻ᵀ = A⁻¹). The factor is
+// recomputed here rather than kept on the tape.
+template <class S>
+void solve_spd_backward(Tape<S>& t, const Node<S>& n) {
+    const Eigen::LLT<Mat<S>> llt(t.value_in(n, 0));
+    const Mat<S> Y = llt.solve(t.adjoint(n));
+    if (t.wants(n, 1))
+        t.adjoint_in(n, 1) += Y;
+    if (t.wants(n, 0))
+        t.adjoint_in(n, 0).noalias() -= Y * t.value(n).transpose();
 }
 
 // y_j = W_j v_j (or W_jᵀ v_j when iparam[0]) for the k-row slices j of v, with
@@ -136,6 +151,22 @@ Var<S> squared_norm(const Var<S>& a) {
     Tape<S>& t = a.tape();
     Var<S> y = t.push(1, 1, &detail::squared_norm_backward<S>, {a});
     t.value(y)(0, 0) = t.value(a).squaredNorm();
+    return y;
+}
+
+/// A⁻¹B for a symmetric positive definite A (n×n) and B (n×c), by Cholesky.
+/// Throws InvalidArgument when A is not positive definite. The gradient treats A
+/// as a general matrix, which is exact as long as A is symmetric.
+template <class S>
+Var<S> solve_spd(const Var<S>& A, const Var<S>& B) {
+    if (A.rows() != A.cols() || B.rows() != A.rows())
+        detail::shape_error("solve_spd", A, B, "do not fit: A must be n×n and B n×c");
+    Tape<S>& t = A.tape();
+    const Eigen::LLT<Mat<S>> llt(t.value(A));
+    if (llt.info() != Eigen::Success)
+        throw InvalidArgument("solve_spd: the matrix is not positive definite");
+    Var<S> y = t.push(B.rows(), B.cols(), &detail::solve_spd_backward<S>, {A, B});
+    t.value(y) = llt.solve(t.value(B));
     return y;
 }
 

@@ -13,6 +13,11 @@
 // geometrically γₜ₊₁ = δγₜ (the author's notebook: δ = 0.9, γ₀ = 0.9). τ₀ = γ₀/α₀,
 // α₀ the note's initial learning rate; b starts small and random (at b = 0 its
 // hypergradient is exactly 0, so it would never move).
+//
+// Curvature::per_matrix (the author's reference variant) learns, for a p×q weight
+// matrix W, a B of W's shape and the curvature A = B Bᵀ + τI_p shared by W's
+// columns: D = A⁻¹M by a p×p Cholesky, W ← W − γD, and with U = A⁻¹G⁺
+//   ∂L/∂B = γ(U Dᵀ + D Uᵀ)B,   ∂L/∂τ = γ⟨U, D⟩.
 #pragma once
 
 #include <array>
@@ -20,7 +25,11 @@
 #include <cstdint>
 #include <string>
 #include <tuple>
+#include <vector>
 
+#include <Eigen/Cholesky>
+
+#include "../autodiff/gemm.hpp"
 #include "../autodiff/ops_elementwise.hpp"
 #include "../autodiff/ops_linalg.hpp"
 #include "../autodiff/ops_shape.hpp"
@@ -29,6 +38,13 @@
 #include "online_meta.hpp"
 
 namespace scaltra {
+
+/// The curvature SCALTRA learns for a block.
+enum class Curvature {
+    rank_one,    ///< b bᵀ + τI over the whole block, b of the block's size
+    per_matrix,  ///< for a p×q weight matrix: B Bᵀ + τI_p over its columns, B p×q
+                 ///< (the author's variant; vectors such as biases keep rank one)
+};
 
 /// How SCALTRA's smoothing step γ decreases after each move.
 enum class GammaRule {
@@ -47,6 +63,7 @@ struct ScaltraOptions {
     S b_scale = S(1e-3);     ///< b starts N(0, b_scale²) per element
     std::uint64_t seed = 0;  ///< of b's initial draw
     S tau_min = S(1e-6);     ///< τ = softplus(ρ) + τ_min > 0 whatever ρ
+    Curvature curvature = Curvature::rank_one;
     MetaOptions meta = {.lr = S(1e-3)};
     Hypergradient hypergradient = Hypergradient::closed_form;
     NonFinitePolicy on_non_finite = NonFinitePolicy::raise;
@@ -110,9 +127,21 @@ public:
 
     ScaltraRule(const Layout& layout, const Options& options) : layout_(layout), options_(options) {
         for (std::size_t l = 0; l < layout_.num_blocks(); ++l) {
-            meta_layout_.add(concat("b:", layout_[l].name), layout_[l].size());
-            meta_layout_.add(concat("rho:", layout_[l].name), 1);
+            const Block& block = layout_[l];
+            if (is_matrix(l)) {
+                meta_layout_.add(concat("B:", block.name), block.rows, block.cols);
+                scratch_.emplace_back(block.rows, block.cols);
+            } else {
+                meta_layout_.add(concat("b:", block.name), block.size());
+            }
+            meta_layout_.add(concat("rho:", block.name), 1);
         }
+    }
+
+    /// Block l learns a p×q matrix B (Curvature::per_matrix, W not a vector).
+    bool is_matrix(std::size_t l) const {
+        return options_.curvature == Curvature::per_matrix && layout_[l].rows > 1
+               && layout_[l].cols > 1;
     }
 
     const Layout& meta_layout() const { return meta_layout_; }
@@ -148,6 +177,11 @@ public:
     void move(const State& state, Eigen::Ref<Vec<S>> x) const {
         for (std::size_t l = 0; l < layout_.num_blocks(); ++l) {
             const Block& block = layout_[l];
+            if (is_matrix(l)) {
+                solve_matrix(state, l);
+                block_view(x, block) -= state.gamma * scratch(l).D;
+                continue;
+            }
             const auto b = b_of(state.phi, l);
             const auto m = state.m.segment(block.offset, block.size());
             S bm = S(0), bb = S(0);
@@ -172,6 +206,10 @@ public:
                        Eigen::Ref<Vec<S>> h) const {
         for (std::size_t l = 0; l < layout_.num_blocks(); ++l) {
             const Block& block = layout_[l];
+            if (is_matrix(l)) {
+                matrix_hypergradient(state, l, g, h);
+                continue;
+            }
             const auto b = b_of(state.phi, l);
             const auto m = state.m.segment(block.offset, block.size());
             const auto gl = g.segment(block.offset, block.size());
@@ -205,39 +243,117 @@ public:
             const Block& block = layout_[l];
             const Block& bb = meta_layout_[2 * l];
             const Block& rb = meta_layout_[2 * l + 1];
-            const ad::Var<S> b =
-                tape.leaf(state.phi.data() + bb.offset, bb.rows, 1, h ? h + bb.offset : nullptr);
             const ad::Var<S> rho =
                 tape.leaf(state.phi.data() + rb.offset, 1, 1, h ? h + rb.offset : nullptr);
-            const ad::Var<S> m = tape.leaf(state.m.data() + block.offset, block.size(), 1);
             const ad::Var<S> t = ad::softplus(rho) + floor;
-            const ad::Var<S> s = ad::div(ad::dot(b, m), t + ad::squared_norm(b));
-            const ad::Var<S> d = ad::scale(m - ad::scale(b, s), ad::div(unit, t));
-            const ad::Var<S> step = ad::scale(d, -state.gamma);
+            ad::Var<S> step;
+            if (is_matrix(l)) {  // −γ (B Bᵀ + τI)⁻¹ M, flattened column-major as in w
+                const ad::Var<S> B = tape.leaf(state.phi.data() + bb.offset, bb.rows, bb.cols,
+                                               h ? h + bb.offset : nullptr);
+                const ad::Var<S> M =
+                    tape.leaf(state.m.data() + block.offset, block.rows, block.cols);
+                const ad::Var<S> eye = tape.constant(Mat<S>::Identity(block.rows, block.rows));
+                const ad::Var<S> A = ad::matmul(B, B, false, true) + ad::scale(eye, t);
+                step = ad::reshape(ad::scale(ad::solve_spd(A, M), -state.gamma), block.size(), 1);
+            } else {
+                const ad::Var<S> b = tape.leaf(state.phi.data() + bb.offset, bb.size(), 1,
+                                               h ? h + bb.offset : nullptr);
+                const ad::Var<S> m = tape.leaf(state.m.data() + block.offset, block.size(), 1);
+                const ad::Var<S> s = ad::div(ad::dot(b, m), t + ad::squared_norm(b));
+                const ad::Var<S> d = ad::scale(m - ad::scale(b, s), ad::div(unit, t));
+                step = ad::scale(d, -state.gamma);
+            }
             delta = l == 0 ? step : ad::concat_rows(delta, step);
         }
         return delta;
     }
 
 private:
+    /// Per matrix block: A = B Bᵀ + τI, its Cholesky factor, A⁻¹, D = A⁻¹M, U = A⁻¹G
+    /// and products, sized once. A⁻¹ is formed column by column (p vector solves)
+    /// and applied by GEMM, because Eigen's triangular solve with a matrix
+    /// right-hand side allocates its packing buffers on every call.
+    struct MatrixScratch {
+        MatrixScratch(Index p, Index q)
+            : A(Mat<S>::Identity(p, p)),
+              llt(A),
+              inverse(p, p),
+              D(p, q),
+              U(p, q),
+              C(p, p),
+              P(p, q) {}  // llt of I: every member of the factor set before any copy
+        Mat<S> A;
+        Eigen::LLT<Mat<S>> llt;
+        Mat<S> inverse, D, U, C, P;
+        ad::detail::GemmWorkspace<S> gemm;  // products without per-call packing buffers
+    };
+
+    auto B_of(const Vec<S>& phi, std::size_t l) const {
+        const Block& bb = meta_layout_[2 * l];
+        return Eigen::Map<const Mat<S>>(phi.data() + bb.offset, bb.rows, bb.cols);
+    }
+
+    /// The workspace of matrix block l (the matrix blocks' workspaces, in order).
+    MatrixScratch& scratch(std::size_t l) const {
+        std::size_t k = 0;
+        for (std::size_t i = 0; i < l; ++i)
+            k += is_matrix(i);
+        return scratch_[k];
+    }
+
+    /// Factors A = B Bᵀ + τI of block l, forms A⁻¹ and D = A⁻¹M in its scratch.
+    void solve_matrix(const State& state, std::size_t l) const {
+        MatrixScratch& w = scratch(l);
+        const auto B = B_of(state.phi, l);
+        w.gemm.multiply(B, false, B, true, w.A, false);
+        w.A.diagonal().array() += tau(state, l);
+        w.llt.compute(w.A);  // reads the lower triangle; A is positive definite (τ > 0)
+        w.inverse.setIdentity();
+        for (Index j = 0; j < w.inverse.cols(); ++j) {
+            auto column = w.inverse.col(j);
+            w.llt.solveInPlace(column);
+        }
+        w.gemm.multiply(w.inverse, false, block_view(state.m, layout_[l]), false, w.D, false);
+    }
+
+    /// ∂L/∂B = γ(U Dᵀ + D Uᵀ)B and ∂L/∂ρ = γ⟨U, D⟩·sigmoid(ρ) for matrix block l.
+    void matrix_hypergradient(const State& state, std::size_t l, const Eigen::Ref<const Vec<S>>& g,
+                              Eigen::Ref<Vec<S>> h) const {
+        MatrixScratch& w = scratch(l);
+        const Block& block = layout_[l];
+        solve_matrix(state, l);
+        w.gemm.multiply(w.inverse, false, block_view(g, block), false, w.U, false);
+        const auto B = B_of(state.phi, l);
+        const Block& bb = meta_layout_[2 * l];
+        Eigen::Map<Mat<S>> hB(h.data() + bb.offset, bb.rows, bb.cols);
+        w.gemm.multiply(w.U, false, w.D, true, w.C, false);  // U Dᵀ, p×p
+        w.gemm.multiply(w.C, false, B, false, w.P, false);
+        w.gemm.multiply(w.C, true, B, false, w.P, true);
+        hB = state.gamma * w.P;
+        const S dtau = state.gamma * w.U.cwiseProduct(w.D).sum();
+        rho_of(h, l) = dtau / (S(1) + std::exp(-rho_of(state.phi, l)));
+    }
+
     auto b_of(Vec<S>& phi, std::size_t l) const {
         return phi.segment(meta_layout_[2 * l].offset, meta_layout_[2 * l].size());
     }
     auto b_of(const Vec<S>& phi, std::size_t l) const {
         return phi.segment(meta_layout_[2 * l].offset, meta_layout_[2 * l].size());
     }
-    auto b_of(Eigen::Ref<Vec<S>> phi, std::size_t l) const {
+    // By reference: a segment of a Ref taken by value would dangle after the call.
+    auto b_of(Eigen::Ref<Vec<S>>& phi, std::size_t l) const {
         return phi.segment(meta_layout_[2 * l].offset, meta_layout_[2 * l].size());
     }
     S& rho_of(Vec<S>& phi, std::size_t l) const { return phi[meta_layout_[2 * l + 1].offset]; }
     S rho_of(const Vec<S>& phi, std::size_t l) const { return phi[meta_layout_[2 * l + 1].offset]; }
-    S& rho_of(Eigen::Ref<Vec<S>> phi, std::size_t l) const {
+    S& rho_of(Eigen::Ref<Vec<S>>& phi, std::size_t l) const {
         return phi[meta_layout_[2 * l + 1].offset];
     }
 
     Layout layout_;
     Options options_;
     Layout meta_layout_;
+    mutable std::vector<MatrixScratch> scratch_;  // of the matrix blocks; workspace, not state
 };
 
 }  // namespace detail

@@ -53,6 +53,7 @@ struct Entry {
 constexpr Entry kOptimizers[] = {
     {"sgd", 3e-1},   {"momentum", 3e-2}, {"adam", 1e-3},
     {"adamw", 1e-3}, {"rmsprop", 1e-3},  {"adagrad", 1e-2}, {"scaltra", 0.5},
+    {"scaltra-matrix", 0.5},
 };
 
 /// One optimizer's run: the table row and the curves for the plot.
@@ -118,6 +119,9 @@ Run train_named(const std::string& name, double lr, const Settings& settings,
         return go(scaltra::RmsProp<S>(layout, {.lr = rate}));
     if (name == "scaltra")  // the learning rate is its initial one, α₀ (τ₀ = γ₀/α₀)
         return go(scaltra::Scaltra<S>(layout, {.alpha0 = rate}));
+    if (name == "scaltra-matrix")
+        return go(scaltra::Scaltra<S>(
+            layout, {.alpha0 = rate, .curvature = scaltra::Curvature::per_matrix}));
     return go(scaltra::AdaGrad<S>(layout, {.lr = rate}));
 }
 

@@ -138,6 +138,21 @@ TEMPLATE_TEST_CASE("S3: the closed-form hypergradient equals the tape's and cent
     CHECK((xa - xb).norm() <= tol * xa.norm());
     CHECK((a.state().phi - b.state().phi).norm() <= tol * a.state().phi.norm());
     CHECK(a.tau(0) != Approx(1e3));  // τ was learned (τ₀ = γ₀/α₀ = 1000)
+    // The per-matrix curvature (whose closed form reuses its factor between the
+    // move and the next hypergradient) against the tape over many steps.
+    const scaltra::problems::IllConditionedQuadratic<S> q(15, 10.0, 2);
+    const scaltra::ScaltraOptions<S> per_matrix{
+        .alpha0 = S(0.1), .curvature = scaltra::Curvature::per_matrix, .meta = {.lr = S(1e-2)}};
+    auto per_matrix_taped = per_matrix;
+    per_matrix_taped.hypergradient = scaltra::Hypergradient::tape;
+    scaltra::Scaltra<S> c(two_blocks(), per_matrix), d(two_blocks(), per_matrix_taped);
+    Vec<S> xc = q.initial_point(), xd = xc;
+    for (int t = 0; t < 30; ++t) {
+        c.step(xc, q);
+        d.step(xd, q);
+    }
+    CHECK((xc - xd).norm() <= tol * xc.norm());
+    CHECK((c.state().phi - d.state().phi).norm() <= tol * c.state().phi.norm());
 }
 
 TEMPLATE_TEST_CASE("S4: at the true curvature one step reaches the minimum, hypergradient 0",

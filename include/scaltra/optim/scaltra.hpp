@@ -236,8 +236,7 @@ public:
 
     /// Δ = −γ (b bᵀ + τI)⁻¹ m per block, on the tape, blocks stacked into one column.
     ad::Var<S> record(ad::Tape<S>& tape, const State& state, S* h) const {
-        const Eigen::Matrix<S, 1, 1> one(S(1)), tau_min(options_.tau_min);  // on the stack
-        const ad::Var<S> unit = tape.constant(one), floor = tape.constant(tau_min);
+        const ad::Var<S> unit = tape.constant(one_), floor = tape.constant(tau_min_);
         ad::Var<S> delta;
         for (std::size_t l = 0; l < layout_.num_blocks(); ++l) {
             const Block& block = layout_[l];
@@ -272,7 +271,9 @@ private:
     /// Per matrix block: A = B Bᵀ + τI, its Cholesky factor, A⁻¹, D = A⁻¹M, U = A⁻¹G
     /// and products, sized once. A⁻¹ is formed column by column (p vector solves)
     /// and applied by GEMM, because Eigen's triangular solve with a matrix
-    /// right-hand side allocates its packing buffers on every call.
+    /// right-hand side allocates its packing buffers on every call. The B, τ and M
+    /// that A⁻¹ and D were made from are kept, so that the hypergradient of a move
+    /// reuses them (when they are still bit-identical) instead of factoring again.
     struct MatrixScratch {
         MatrixScratch(Index p, Index q)
             : A(Mat<S>::Identity(p, p)),
@@ -281,10 +282,14 @@ private:
               D(p, q),
               U(p, q),
               C(p, p),
-              P(p, q) {}  // llt of I: every member of the factor set before any copy
+              P(p, q),
+              B_used(p, q),
+              M_used(p, q) {}  // llt of I: every member of the factor set before any copy
         Mat<S> A;
         Eigen::LLT<Mat<S>> llt;
         Mat<S> inverse, D, U, C, P;
+        Mat<S> B_used, M_used;
+        S tau_used = S(-1);                 // no τ is negative: nothing cached yet
         ad::detail::GemmWorkspace<S> gemm;  // products without per-call packing buffers
     };
 
@@ -301,19 +306,27 @@ private:
         return scratch_[k];
     }
 
-    /// Factors A = B Bᵀ + τI of block l, forms A⁻¹ and D = A⁻¹M in its scratch.
+    /// Factors A = B Bᵀ + τI of block l, forms A⁻¹ and D = A⁻¹M in its scratch
+    /// (unless they are there already for the same B, τ and M).
     void solve_matrix(const State& state, std::size_t l) const {
         MatrixScratch& w = scratch(l);
         const auto B = B_of(state.phi, l);
+        const auto M = block_view(state.m, layout_[l]);
+        const S t = tau(state, l);
+        if (t == w.tau_used && B == w.B_used && M == w.M_used)
+            return;
+        w.B_used = B;
+        w.M_used = M;
+        w.tau_used = t;
         w.gemm.multiply(B, false, B, true, w.A, false);
-        w.A.diagonal().array() += tau(state, l);
+        w.A.diagonal().array() += t;
         w.llt.compute(w.A);  // reads the lower triangle; A is positive definite (τ > 0)
         w.inverse.setIdentity();
         for (Index j = 0; j < w.inverse.cols(); ++j) {
             auto column = w.inverse.col(j);
             w.llt.solveInPlace(column);
         }
-        w.gemm.multiply(w.inverse, false, block_view(state.m, layout_[l]), false, w.D, false);
+        w.gemm.multiply(w.inverse, false, M, false, w.D, false);
     }
 
     /// ∂L/∂B = γ(U Dᵀ + D Uᵀ)B and ∂L/∂ρ = γ⟨U, D⟩·sigmoid(ρ) for matrix block l.
@@ -327,8 +340,8 @@ private:
         const Block& bb = meta_layout_[2 * l];
         Eigen::Map<Mat<S>> hB(h.data() + bb.offset, bb.rows, bb.cols);
         w.gemm.multiply(w.U, false, w.D, true, w.C, false);  // U Dᵀ, p×p
-        w.gemm.multiply(w.C, false, B, false, w.P, false);
-        w.gemm.multiply(w.C, true, B, false, w.P, true);
+        w.A = w.C + w.C.transpose();                         // U Dᵀ + D Uᵀ (A is free now)
+        w.gemm.multiply(w.A, false, B, false, w.P, false);
         hB = state.gamma * w.P;
         const S dtau = state.gamma * w.U.cwiseProduct(w.D).sum();
         rho_of(h, l) = dtau / (S(1) + std::exp(-rho_of(state.phi, l)));
@@ -353,6 +366,7 @@ private:
     Layout layout_;
     Options options_;
     Layout meta_layout_;
+    Mat<S> one_ = Mat<S>::Ones(1, 1), tau_min_ = Mat<S>::Constant(1, 1, options_.tau_min);
     mutable std::vector<MatrixScratch> scratch_;  // of the matrix blocks; workspace, not state
 };
 

@@ -142,7 +142,7 @@ Throughput throughput(const scaltra::FitResult& r) {
 }
 
 void print_table(const std::vector<Run>& runs) {
-    std::printf("\n%-10s %8s %6s %10s %9s %8s %11s %9s %9s\n", "optimizer", "lr", "epochs",
+    std::printf("\n%-14s %8s %6s %10s %9s %8s %11s %9s %9s\n", "optimizer", "lr", "epochs",
                 "wall (s)", "s/epoch", "steps/s", "train loss", "val acc", "test acc");
     for (const auto& run : runs) {
         const auto& h = run.result.history;
@@ -153,7 +153,7 @@ void print_table(const std::vector<Run>& runs) {
         char validation_text[16] = "-";
         if (!std::isnan(validation))
             std::snprintf(validation_text, sizeof validation_text, "%.2f%%", 100 * validation);
-        std::printf("%-10s %8.0e %6zu %10.2f %9.3f %8.0f %11.4f %9s %8.2f%%\n", run.name.c_str(),
+        std::printf("%-14s %8.0e %6zu %10.2f %9.3f %8.0f %11.4f %9s %8.2f%%\n", run.name.c_str(),
                     run.lr, h.size(), run.result.elapsed_seconds, speed.seconds_per_epoch,
                     speed.steps_per_second, last_loss, validation_text, 100 * accuracy);
     }

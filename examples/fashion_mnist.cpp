@@ -5,6 +5,7 @@
 //
 //   fashion_mnist [--optimizer NAME|all] [--epochs N] [--batch B] [--lr LR]
 //                 [--threads T] [--seed S] [--limit N] [--validation N]
+//                 [--eval-every K] [--target PERCENT]
 //                 [--data DIR] [--csv DIR] [--plot FILE.png]
 //
 // Each optimizer's default learning rate had the best validation accuracy after
@@ -42,6 +43,8 @@ struct Settings {
     std::uint64_t seed = 1;
     Index limit = 0;       // 0: the whole training set
     Index validation = 0;  // training examples held out for validation
+    Index eval_every = 0;  // steps between test evaluations for "steps to target" (0: none)
+    double target = 87;    // test accuracy (%) whose first step is reported
     std::string data, csv, plot;
 };
 
@@ -51,9 +54,8 @@ struct Entry {
     double lr;
 };
 constexpr Entry kOptimizers[] = {
-    {"sgd", 3e-1},   {"momentum", 3e-2}, {"adam", 1e-3},
-    {"adamw", 1e-3}, {"rmsprop", 1e-3},  {"adagrad", 1e-2}, {"scaltra", 0.5},
-    {"scaltra-matrix", 0.5},
+    {"sgd", 3e-1},     {"momentum", 3e-2}, {"adam", 1e-3},   {"adamw", 1e-3},
+    {"rmsprop", 1e-3}, {"adagrad", 1e-2},  {"scaltra", 0.5}, {"scaltra-matrix", 0.5},
 };
 
 /// One optimizer's run: the table row and the curves for the plot.
@@ -62,14 +64,24 @@ struct Run {
     double lr;
     scaltra::FitResult result;
     std::vector<S> step_losses;
+    std::int64_t steps_to_target = -1;  // first evaluated step at the target accuracy
 };
 
-/// Keeps every step's minibatch loss for the plot.
-struct StepLosses {
-    std::vector<S>* losses;
+/// Keeps every step's minibatch loss for the plot and, every `eval_every` steps,
+/// checks the test accuracy for the first step that reaches `target` (%).
+struct Curves {
+    Run* run;
+    scaltra::nn::Mlp<S>* model;
+    const scaltra::data::LabelledSet<S>* test;
+    Index eval_every;
+    double target;
+
     template <class Opt>
-    void on_step(const Opt&, const scaltra::Progress<S>& p, const Eigen::Ref<const Vec<S>>&) {
-        losses->push_back(p.loss);
+    void on_step(const Opt&, const scaltra::Progress<S>& p, const Eigen::Ref<const Vec<S>>& w) {
+        run->step_losses.push_back(p.loss);
+        if (eval_every > 0 && run->steps_to_target < 0 && p.iteration % eval_every == 0
+            && 100 * model->evaluate(w, test->inputs, test->labels).accuracy >= target)
+            run->steps_to_target = p.iteration;
     }
 };
 
@@ -86,7 +98,7 @@ Run train(const std::string& name, double lr, Opt opt, const Settings& settings,
                                          .validation = validation_set,
                                          .test = &test_set};
     std::fprintf(stderr, "%s (lr %g)\n", name.c_str(), lr);
-    StepLosses steps{&run.step_losses};
+    Curves steps{&run, &model, &test_set, settings.eval_every, settings.target};
     if (settings.csv.empty()) {
         run.result = scaltra::fit(model, opt, w, train_set, options, scaltra::ProgressBar(), steps);
     } else {
@@ -141,9 +153,12 @@ Throughput throughput(const scaltra::FitResult& r) {
     return {seconds / epochs, steps / seconds};
 }
 
-void print_table(const std::vector<Run>& runs) {
-    std::printf("\n%-14s %8s %6s %10s %9s %8s %11s %9s %9s\n", "optimizer", "lr", "epochs",
-                "wall (s)", "s/epoch", "steps/s", "train loss", "val acc", "test acc");
+void print_table(const std::vector<Run>& runs, const Settings& settings) {
+    char to_target[24] = "";
+    if (settings.eval_every > 0)
+        std::snprintf(to_target, sizeof to_target, "to %g%%", settings.target);
+    std::printf("\n%-14s %8s %6s %10s %9s %8s %11s %9s %9s %9s\n", "optimizer", "lr", "epochs",
+                "wall (s)", "s/epoch", "steps/s", "train loss", "val acc", "test acc", to_target);
     for (const auto& run : runs) {
         const auto& h = run.result.history;
         const double last_loss = h.empty() ? NAN : h.back().train_loss;
@@ -153,9 +168,18 @@ void print_table(const std::vector<Run>& runs) {
         char validation_text[16] = "-";
         if (!std::isnan(validation))
             std::snprintf(validation_text, sizeof validation_text, "%.2f%%", 100 * validation);
-        std::printf("%-14s %8.0e %6zu %10.2f %9.3f %8.0f %11.4f %9s %8.2f%%\n", run.name.c_str(),
-                    run.lr, h.size(), run.result.elapsed_seconds, speed.seconds_per_epoch,
-                    speed.steps_per_second, last_loss, validation_text, 100 * accuracy);
+        char steps_text[24] = "";
+        if (settings.eval_every > 0) {
+            if (run.steps_to_target >= 0)
+                std::snprintf(steps_text, sizeof steps_text, "%lld",
+                              static_cast<long long>(run.steps_to_target));
+            else
+                std::snprintf(steps_text, sizeof steps_text, "-");
+        }
+        std::printf("%-14s %8.0e %6zu %10.2f %9.3f %8.0f %11.4f %9s %8.2f%% %9s\n",
+                    run.name.c_str(), run.lr, h.size(), run.result.elapsed_seconds,
+                    speed.seconds_per_epoch, speed.steps_per_second, last_loss, validation_text,
+                    100 * accuracy, steps_text);
     }
 }
 
@@ -226,6 +250,7 @@ std::string products() {
     std::fprintf(stderr,
                  "usage: fashion_mnist [--optimizer NAME|all] [--epochs N] [--batch B] [--lr LR]\n"
                  "                     [--threads T] [--seed S] [--limit N] [--validation N]\n"
+                 "                     [--eval-every K] [--target PERCENT]\n"
                  "                     [--data DIR] [--csv DIR] [--plot FILE.png]\n"
                  "optimizers:");
     for (const auto& e : kOptimizers)
@@ -268,6 +293,10 @@ Settings parse(int argc, char** argv) {
             s.limit = static_cast<Index>(parse_number(value, "--limit", true));
         else if (flag == "--validation")
             s.validation = static_cast<Index>(parse_number(value, "--validation", true));
+        else if (flag == "--eval-every")
+            s.eval_every = static_cast<Index>(parse_number(value, "--eval-every", true));
+        else if (flag == "--target")
+            s.target = parse_number(value, "--target", false);
         else if (flag == "--data")
             s.data = value;
         else if (flag == "--csv")
@@ -329,7 +358,7 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "fashion_mnist: %s\n", e.what());
         return 1;
     }
-    print_table(runs);
+    print_table(runs, settings);
     if (!settings.plot.empty()) {
         const Index steps_per_epoch = (fm.train.size() + settings.batch - 1) / settings.batch;
         if (!plot(runs, settings.plot, steps_per_epoch)) {

@@ -258,6 +258,16 @@ TEST_CASE("SCALTRA: save and load mid-run restore the meta-optimizer too", "[sca
     CHECK_THROWS_AS(b.load(cut), scaltra::CorruptState);
     CHECK(scaltra::bitwise_equal(b.state(), before));
     CHECK(scaltra::bitwise_equal(b.meta_optimizer().state(), meta_before));
+
+    // Rank one and per matrix lay φ out in the same shapes: the curvature tells them apart.
+    scaltra::Scaltra<double> rank_one(two_blocks());
+    scaltra::Scaltra<double> per_matrix(two_blocks(),
+                                        {.curvature = scaltra::Curvature::per_matrix});
+    std::stringstream rank_one_saved;
+    rank_one.save(rank_one_saved);
+    const auto per_matrix_before = per_matrix.state();
+    CHECK_THROWS_WITH(per_matrix.load(rank_one_saved), Catch::Contains("other Curvature"));
+    CHECK(scaltra::bitwise_equal(per_matrix.state(), per_matrix_before));
 }
 
 namespace {

@@ -24,6 +24,8 @@
 // and, optionally, closed forms, used unless `options.hypergradient` says tape:
 //   move(state, x)                x ← x + Δ(φ; state)
 //   hypergradient(state, g, h)    h = J_Δᵀ g
+// and check_state(state), which throws CorruptState for a loaded state whose
+// shapes fit but which the rule's options cannot use.
 // Options must have `meta` (the MetaOpt's options), `hypergradient`,
 // `on_non_finite` and `validate()`.
 #pragma once
@@ -136,6 +138,8 @@ public:
     void load(std::istream& in) {
         State loaded = state_;
         load_state<S>(in, name(), loaded);
+        if constexpr (requires { rule_.check_state(loaded); })
+            rule_.check_state(loaded);  // a state that fits the shapes but not the options
         meta_.load(in);  // all or nothing by itself, and the last thing that can fail
         state_ = std::move(loaded);
     }

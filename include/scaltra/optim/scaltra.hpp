@@ -89,14 +89,15 @@ struct ScaltraOptions {
 
 template <Real S>
 struct ScaltraState {
-    std::int64_t step = 0;  ///< moves made
-    S gamma = S(0);         ///< γ of the last move (of the next, before any)
-    Vec<S> phi;             ///< per block: b (its size), then ρ
-    Vec<S> m;               ///< momentum
+    std::int64_t step = 0;       ///< moves made
+    std::int64_t curvature = 0;  ///< the Curvature φ is laid out for
+    S gamma = S(0);              ///< γ of the last move (of the next, before any)
+    Vec<S> phi;                  ///< per block: b (or B), then ρ
+    Vec<S> m;                    ///< momentum
 
-    static constexpr std::array field_names{"step", "gamma", "phi", "m"};
-    auto fields() { return std::tie(step, gamma, phi, m); }
-    auto fields() const { return std::tie(step, gamma, phi, m); }
+    static constexpr std::array field_names{"step", "curvature", "gamma", "phi", "m"};
+    auto fields() { return std::tie(step, curvature, gamma, phi, m); }
+    auto fields() const { return std::tie(step, curvature, gamma, phi, m); }
 
     void validate() const {
         detail::require_step_count(step);
@@ -148,7 +149,8 @@ public:
 
     State initial_state() const {
         Rng rng(options_.seed);
-        State state{0, options_.gamma0, Vec<S>(meta_layout_.size()), Vec<S>::Zero(layout_.size())};
+        State state{0, static_cast<std::int64_t>(options_.curvature), options_.gamma0,
+                    Vec<S>(meta_layout_.size()), Vec<S>::Zero(layout_.size())};
         const S rho0 = softplus_inverse(options_.gamma0 / options_.alpha0 - options_.tau_min);
         for (std::size_t l = 0; l < layout_.num_blocks(); ++l) {
             auto b = b_of(state.phi, l);
@@ -157,6 +159,12 @@ public:
             rho_of(state.phi, l) = rho0;
         }
         return state;
+    }
+
+    /// Rejects a loaded state made for the other curvature (same shapes, other meaning).
+    void check_state(const State& state) const {
+        require_state(state.curvature == static_cast<std::int64_t>(options_.curvature), "curvature",
+                      "was saved for the other Curvature (rank_one / per_matrix)");
     }
 
     /// m ← βm + (1−β)g, and γ's decrease (not before the first move).

@@ -59,6 +59,16 @@ void operator delete(void* p, std::size_t) noexcept {
 #endif
 
 namespace {
+/// Allocations made while `work` runs, with Eigen's own allocations counted too.
+template <class F>
+long allocations_during(F&& work) {
+    const long before = allocations.load();
+    Eigen::internal::set_is_malloc_allowed(false);
+    work();
+    Eigen::internal::set_is_malloc_allowed(true);
+    return allocations.load() - before;
+}
+
 template <class Opt>
 long allocations_per_steps(Opt& opt, int steps) {
     using S = typename Opt::Scalar;
@@ -66,15 +76,13 @@ long allocations_per_steps(Opt& opt, int steps) {
     scaltra::Vec<S> x = scaltra::Vec<S>::Ones(1000);
     scaltra::Vec<S> g(1000);
     opt.step(x, quadratic);  // the first step may allocate (none of ours do)
-    const long before = allocations.load();
-    Eigen::internal::set_is_malloc_allowed(false);
-    for (int t = 0; t < steps; ++t) {
-        opt.step(x, quadratic);
-        quadratic(x, g);
-        opt.update(x, g);
-    }
-    Eigen::internal::set_is_malloc_allowed(true);
-    return allocations.load() - before;
+    return allocations_during([&] {
+        for (int t = 0; t < steps; ++t) {
+            opt.step(x, quadratic);
+            quadratic(x, g);
+            opt.update(x, g);
+        }
+    });
 }
 }  // namespace
 
@@ -145,13 +153,12 @@ TEMPLATE_TEST_CASE("an MLP forward and backward on the tape allocates nothing af
         return loss.value()(0, 0);
     };
     const S first = iteration();
-    const long before = allocations.load();
-    Eigen::internal::set_is_malloc_allowed(false);
     S later = 0;
-    for (int t = 0; t < 3; ++t)
-        later = iteration();
-    Eigen::internal::set_is_malloc_allowed(true);
-    CHECK(allocations.load() - before == 0);
+    CHECK(allocations_during([&] {
+              for (int t = 0; t < 3; ++t)
+                  later = iteration();
+          })
+          == 0);
     CHECK(later == first);  // the same computation each time
     CHECK(grad.allFinite());
 }
@@ -170,11 +177,8 @@ TEST_CASE("repeated Hessian-vector products allocate nothing after the first",
     scaltra::Vec<double> g(n), hv(n);
     ad::Tape<ad::Dual<double>> tape;
     ad::hessian_vector_product<double>(tape, record, x, v, g, hv);
-    const long before = allocations.load();
-    Eigen::internal::set_is_malloc_allowed(false);
-    ad::hessian_vector_product<double>(tape, record, x, v, g, hv);
-    Eigen::internal::set_is_malloc_allowed(true);
-    CHECK(allocations.load() - before == 0);
+    CHECK(allocations_during([&] { ad::hessian_vector_product<double>(tape, record, x, v, g, hv); })
+          == 0);
 }
 
 TEST_CASE("training an Mlp on minibatches allocates nothing after the first batch",
@@ -197,12 +201,11 @@ TEST_CASE("training an Mlp on minibatches allocates nothing after the first batc
         batches.next_epoch();
     };
     train_epoch();  // sizes every buffer, the last (smaller) batch included
-    const long before = allocations.load();
-    Eigen::internal::set_is_malloc_allowed(false);
-    train_epoch();
-    train_epoch();
-    Eigen::internal::set_is_malloc_allowed(true);
-    CHECK(allocations.load() - before == 0);
+    CHECK(allocations_during([&] {
+              train_epoch();
+              train_epoch();
+          })
+          == 0);
 }
 
 TEST_CASE("evaluating an Mlp and its output discrepancy allocates nothing after the first call",
@@ -221,10 +224,9 @@ TEST_CASE("evaluating an Mlp and its output discrepancy allocates nothing after 
         model.discrepancy_and_grad(w, X, reference, scaltra::nn::Discrepancy::kl_softmax, g);
     };
     both();
-    const long before = allocations.load();
-    Eigen::internal::set_is_malloc_allowed(false);
-    both();
-    both();
-    Eigen::internal::set_is_malloc_allowed(true);
-    CHECK(allocations.load() - before == 0);
+    CHECK(allocations_during([&] {
+              both();
+              both();
+          })
+          == 0);
 }

@@ -262,6 +262,12 @@ TEST_CASE("a checkpoint resumes fit bit-identically; bad checkpoints change noth
     CHECK_THROWS_AS(scaltra::Checkpoint("x", 0), scaltra::InvalidArgument);
     CHECK_THROWS_AS(scaltra::save_checkpoint(path, opt, w, {-1, 0}), scaltra::InvalidArgument);
     CHECK(!std::filesystem::exists(path));
+    // A failed write leaves no temporary file: here the rename fails, path being a directory.
+    std::filesystem::create_directory(path);
+    CHECK_THROWS_WITH(scaltra::save_checkpoint(path, opt, w, {1, 1}),
+                      Catch::Contains("cannot rename"));
+    CHECK(!std::filesystem::exists(path.string() + ".tmp"));
+    std::filesystem::remove(path);
 
     // every = 2 over 3 epochs saves after epochs 2 and 3 (the last one always).
     Vec<float> w_every = model.init();

@@ -41,7 +41,6 @@ public:
     }
 
     Index batches_per_epoch() const { return (set_.size() + batch_size_ - 1) / batch_size_; }
-    std::int64_t epoch() const { return epoch_; }
 
     /// Orders the examples for epoch `epoch` (≥ 0), a function of the seed and the
     /// epoch alone, as torch's `DistributedSampler.set_epoch`: a run resumed at

@@ -107,10 +107,15 @@ struct ScaltraState {
 
 namespace detail {
 
-/// softplus(ρ) = log(1 + eʳ), stable for large |ρ|, and its inverse.
+/// softplus(ρ) = log(1 + eʳ), stable for large |ρ|, its derivative and its inverse.
 template <class S>
 S softplus(S rho) {
     return std::max(rho, S(0)) + std::log1p(std::exp(-std::abs(rho)));
+}
+/// softplus′(ρ) = sigmoid(ρ) = dτ/dρ.
+template <class S>
+S sigmoid(S rho) {
+    return S(1) / (S(1) + std::exp(-rho));
 }
 template <class S>
 S softplus_inverse(S y) {
@@ -238,7 +243,7 @@ public:
                     cg * gl.segment(i, n) + cm * m.segment(i, n) + cb * b.segment(i, n);
             });
             const S dtau = gamma * (gm - s * bg - sg * bm + s * sg * bb) / (t * t);
-            rho_of(h, l) = dtau / (S(1) + std::exp(-rho_of(state.phi, l)));  // · sigmoid(ρ)
+            rho_of(h, l) = dtau * sigmoid(rho_of(state.phi, l));
         }
     }
 
@@ -352,22 +357,17 @@ private:
         w.gemm.multiply(w.A, false, B, false, w.P, false);
         hB = state.gamma * w.P;
         const S dtau = state.gamma * w.U.cwiseProduct(w.D).sum();
-        rho_of(h, l) = dtau / (S(1) + std::exp(-rho_of(state.phi, l)));
+        rho_of(h, l) = dtau * sigmoid(rho_of(state.phi, l));
     }
 
-    auto b_of(Vec<S>& phi, std::size_t l) const {
+    /// Block l's b (flat) and ρ inside φ or a vector laid out like it (h); Phi
+    /// is taken by reference, so a view of an Eigen::Ref never outlives it.
+    template <class Phi>
+    auto b_of(Phi& phi, std::size_t l) const {
         return phi.segment(meta_layout_[2 * l].offset, meta_layout_[2 * l].size());
     }
-    auto b_of(const Vec<S>& phi, std::size_t l) const {
-        return phi.segment(meta_layout_[2 * l].offset, meta_layout_[2 * l].size());
-    }
-    // By reference: a segment of a Ref taken by value would dangle after the call.
-    auto b_of(Eigen::Ref<Vec<S>>& phi, std::size_t l) const {
-        return phi.segment(meta_layout_[2 * l].offset, meta_layout_[2 * l].size());
-    }
-    S& rho_of(Vec<S>& phi, std::size_t l) const { return phi[meta_layout_[2 * l + 1].offset]; }
-    S rho_of(const Vec<S>& phi, std::size_t l) const { return phi[meta_layout_[2 * l + 1].offset]; }
-    S& rho_of(Eigen::Ref<Vec<S>>& phi, std::size_t l) const {
+    template <class Phi>
+    decltype(auto) rho_of(Phi& phi, std::size_t l) const {
         return phi[meta_layout_[2 * l + 1].offset];
     }
 

@@ -15,7 +15,6 @@
 #pragma once
 
 #include <chrono>
-#include <cmath>
 #include <concepts>
 #include <cstdint>
 #include <span>
@@ -138,16 +137,12 @@ FitResult fit(Model& model, Opt& opt, Eigen::Ref<Vec<typename Opt::Scalar>> w,
     FitResult result{{}, 0, 0, Status::max_iterations, 0};
 
     bool stop = false;
-    bool last_finite = true;
+    detail::ProgressRecorder<S> record(progress);
     typename data::Minibatches<S>::Batch* batch = nullptr;
     auto objective = [&](const Eigen::Ref<const Vec<S>>& at, Eigen::Ref<Vec<S>> grad) -> S {
-        ++progress.objective_calls;
         const auto loss =
             static_cast<S>(model.loss_and_grad(at, batch->inputs, batch->labels, grad));
-        progress.loss = loss;
-        progress.gradient_norm = grad.norm();
-        progress.elapsed_seconds = elapsed();
-        last_finite = std::isfinite(loss) && detail::all_finite(grad);
+        record.evaluated(loss, grad, elapsed());
         ((stop |= detail::invoke_hook<detail::on_evaluate_hook>(callbacks, opt, seen, at, grad)),
          ...);
         return loss;
@@ -161,7 +156,6 @@ FitResult fit(Model& model, Opt& opt, Eigen::Ref<Vec<typename Opt::Scalar>> w,
     };
 
     ((stop |= detail::invoke_hook<detail::on_begin_hook>(callbacks, opt, seen, w_view)), ...);
-    detail::EpochLossMean<S> epoch_loss;
     for (std::int64_t epoch = options.initial_epoch; epoch < options.epochs && !stop; ++epoch) {
         batches.start_epoch(epoch);
         const double epoch_start = elapsed();
@@ -175,20 +169,14 @@ FitResult fit(Model& model, Opt& opt, Eigen::Ref<Vec<typename Opt::Scalar>> w,
                 stop = true;
                 break;
             }
-            ++progress.iteration;
-            progress.elapsed_seconds = elapsed();
-            if (last_finite)
-                epoch_loss.add(progress.loss);
-            else
-                ++progress.skipped_steps;
+            record.stepped(elapsed());
             ((stop |= detail::invoke_hook<detail::on_step_hook>(callbacks, opt, seen, w_view)),
              ...);
         }
         if (result.status == Status::non_finite || progress.iteration % steps_per_epoch != 0)
             break;  // the epoch did not complete: no epoch end
         const double train_seconds = elapsed() - epoch_start;
-        ++progress.epoch;
-        progress.epoch_loss = epoch_loss.take();
+        record.epoch_ended();
         progress.metrics = EpochMetrics{};
         evaluate(options.validation, progress.metrics.validation_loss,
                  progress.metrics.validation_accuracy);

@@ -12,10 +12,8 @@
 #pragma once
 
 #include <chrono>
-#include <cmath>
 #include <concepts>
 #include <cstdint>
-#include <limits>
 #include <type_traits>
 #include <utility>
 
@@ -69,18 +67,14 @@ MinimizeResult<typename Opt::Scalar> minimize(Opt& opt, F&& f,
     const Progress<S>& seen = progress;
 
     bool stop = false;
-    bool in_step = false;     // convergence may end a step, not the final evaluation
-    bool last_finite = true;  // the latest loss and gradient were finite
+    bool in_step = false;  // convergence may end a step, not the final evaluation
+    detail::ProgressRecorder<S> record(progress);
     auto objective = [&](const Eigen::Ref<const Vec<S>>& at, Eigen::Ref<Vec<S>> grad) -> S {
-        ++progress.objective_calls;
         const auto loss = static_cast<S>(f(at, grad));
-        progress.loss = loss;
-        progress.gradient_norm = grad.norm();
-        progress.elapsed_seconds = elapsed();
-        last_finite = std::isfinite(loss) && detail::all_finite(grad);
+        const bool finite = record.evaluated(loss, grad, elapsed());
         ((stop |= detail::invoke_hook<detail::on_evaluate_hook>(callbacks, opt, seen, at, grad)),
          ...);
-        if (in_step && last_finite
+        if (in_step && finite
             && static_cast<double>(progress.gradient_norm) <= options.gradient_tolerance)
             throw detail::ConvergedSignal{};
         return loss;
@@ -88,7 +82,6 @@ MinimizeResult<typename Opt::Scalar> minimize(Opt& opt, F&& f,
 
     ((stop |= detail::invoke_hook<detail::on_begin_hook>(callbacks, opt, seen, x_view)), ...);
     Status status = stop ? Status::stopped_by_callback : Status::max_iterations;
-    detail::EpochLossMean<S> epoch_loss;
     while (!stop && progress.iteration < options.max_iterations) {
         try {
             in_step = true;
@@ -101,17 +94,10 @@ MinimizeResult<typename Opt::Scalar> minimize(Opt& opt, F&& f,
             status = Status::non_finite;
             break;
         }
-        ++progress.iteration;
-        progress.elapsed_seconds = elapsed();
-        if (last_finite) {
-            epoch_loss.add(progress.loss);
-        } else {
-            ++progress.skipped_steps;
-        }
+        record.stepped(elapsed());
         ((stop |= detail::invoke_hook<detail::on_step_hook>(callbacks, opt, seen, x_view)), ...);
         if (progress.iteration % options.steps_per_epoch == 0) {
-            ++progress.epoch;
-            progress.epoch_loss = epoch_loss.take();
+            record.epoch_ended();
             ((stop |= detail::invoke_hook<detail::on_epoch_end_hook>(callbacks, opt, seen, x_view)),
              ...);
         }
@@ -125,7 +111,7 @@ MinimizeResult<typename Opt::Scalar> minimize(Opt& opt, F&& f,
         // converged point was just evaluated.
         Vec<S> grad = Vec<S>::Zero(x.size());
         objective(x_view, grad);
-        if (!last_finite)
+        if (!record.last_finite())
             status = Status::non_finite;
     }
     ((detail::invoke_hook<detail::on_end_hook>(callbacks, opt, seen, x_view)), ...);

@@ -1,11 +1,13 @@
 // What the training drivers tell callbacks and return to the caller.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <limits>
 #include <string_view>
 
 #include "../core/types.hpp"
+#include "../core/validate.hpp"
 
 namespace scaltra {
 
@@ -61,24 +63,52 @@ struct Progress {
 };
 
 namespace detail {
-/// The mean of an epoch's finite step losses, as Progress::epoch_loss reports it.
+/// The bookkeeping both drivers do around each objective call, each step and
+/// each epoch's end, on the Progress their callbacks see.
 template <Real S>
-class EpochLossMean {
+class ProgressRecorder {
 public:
-    void add(S loss) {
-        sum_ += loss;
-        ++count_;
+    explicit ProgressRecorder(Progress<S>& progress) : p_(progress) {}
+
+    /// After an objective call: its loss and gradient norm. True when both are finite.
+    bool evaluated(S loss, const Eigen::Ref<Vec<S>>& grad, double elapsed) {
+        ++p_.objective_calls;
+        p_.loss = loss;
+        p_.gradient_norm = grad.norm();
+        p_.elapsed_seconds = elapsed;
+        last_finite_ = std::isfinite(loss) && all_finite(grad);
+        return last_finite_;
     }
-    /// The mean so far (NaN when no step was finite), and starts a new epoch.
-    S take() {
-        const S mean =
+
+    /// After a completed step: counts it, and its loss into the epoch's mean, or as
+    /// skipped when the optimizer skipped a non-finite value.
+    void stepped(double elapsed) {
+        ++p_.iteration;
+        p_.elapsed_seconds = elapsed;
+        if (last_finite_) {
+            sum_ += p_.loss;
+            ++count_;
+        } else {
+            ++p_.skipped_steps;
+        }
+    }
+
+    /// At an epoch's end: the epoch's mean finite step loss (NaN when no step was
+    /// finite) into Progress::epoch_loss, and a new epoch begins.
+    void epoch_ended() {
+        ++p_.epoch;
+        p_.epoch_loss =
             count_ > 0 ? sum_ / static_cast<S>(count_) : std::numeric_limits<S>::quiet_NaN();
         sum_ = S(0);
         count_ = 0;
-        return mean;
     }
 
+    /// The latest loss and gradient were finite.
+    bool last_finite() const { return last_finite_; }
+
 private:
+    Progress<S>& p_;
+    bool last_finite_ = true;
     S sum_ = S(0);
     std::int64_t count_ = 0;
 };

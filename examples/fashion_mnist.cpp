@@ -6,12 +6,15 @@
 //   fashion_mnist [--optimizer NAME|all] [--epochs N] [--batch B] [--lr LR]
 //                 [--threads T] [--seed S] [--limit N] [--validation N]
 //                 [--eval-every K] [--target PERCENT]
+//                 [--meta-lr LR] [--beta B] [--gamma-rule sca|geometric] [--epsilon E]
 //                 [--data DIR] [--csv DIR] [--plot FILE.png]
 //
 // Each optimizer's default learning rate had the best validation accuracy after
 // 2 epochs in the grid {1e-4, 3e-4, 1e-3, …, 3e-1, 1} at batch 128, seed 1, with
 // 10,000 training images held out (--validation 10000); README, "The Fashion-MNIST
-// example", has the grid. --lr overrides it for all.
+// example", has the grid. --lr overrides it for all. SCALTRA's --lr is its
+// initial learning rate α₀; --meta-lr, --beta, --gamma-rule and --epsilon set its
+// other options (library defaults otherwise).
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
@@ -45,6 +48,8 @@ struct Settings {
     Index validation = 0;  // training examples held out for validation
     Index eval_every = 0;  // steps between test evaluations for "steps to target" (0: none)
     double target = 87;    // test accuracy (%) whose first step is reported
+    std::optional<double> meta_lr, beta, epsilon;  // SCALTRA's, when set
+    std::optional<scaltra::GammaRule> gamma_rule;
     std::string data, csv, plot;
 };
 
@@ -129,11 +134,21 @@ Run train_named(const std::string& name, double lr, const Settings& settings,
         return go(scaltra::AdamW<S>(layout, {.lr = rate}));
     if (name == "rmsprop")
         return go(scaltra::RmsProp<S>(layout, {.lr = rate}));
-    if (name == "scaltra")  // the learning rate is its initial one, α₀ (τ₀ = γ₀/α₀)
-        return go(scaltra::Scaltra<S>(layout, {.alpha0 = rate}));
-    if (name == "scaltra-matrix")
-        return go(scaltra::Scaltra<S>(
-            layout, {.alpha0 = rate, .curvature = scaltra::Curvature::per_matrix}));
+    if (name == "scaltra" || name == "scaltra-matrix") {
+        scaltra::ScaltraOptions<S> options;  // the learning rate is α₀ (τ₀ = γ₀/α₀)
+        options.alpha0 = rate;
+        if (name == "scaltra-matrix")
+            options.curvature = scaltra::Curvature::per_matrix;
+        if (settings.meta_lr)
+            options.meta.lr = static_cast<S>(*settings.meta_lr);
+        if (settings.beta)
+            options.beta = static_cast<S>(*settings.beta);
+        if (settings.epsilon)
+            options.epsilon = static_cast<S>(*settings.epsilon);
+        if (settings.gamma_rule)
+            options.gamma_rule = *settings.gamma_rule;
+        return go(scaltra::Scaltra<S>(layout, options));
+    }
     return go(scaltra::AdaGrad<S>(layout, {.lr = rate}));
 }
 
@@ -251,7 +266,8 @@ std::string products() {
                  "usage: fashion_mnist [--optimizer NAME|all] [--epochs N] [--batch B] [--lr LR]\n"
                  "                     [--threads T] [--seed S] [--limit N] [--validation N]\n"
                  "                     [--eval-every K] [--target PERCENT]\n"
-                 "                     [--data DIR] [--csv DIR] [--plot FILE.png]\n"
+                 "                     [--meta-lr LR] [--beta B] [--gamma-rule sca|geometric]\n"
+                 "                     [--epsilon E] [--data DIR] [--csv DIR] [--plot FILE.png]\n"
                  "optimizers:");
     for (const auto& e : kOptimizers)
         std::fprintf(stderr, " %s", e.name);
@@ -297,7 +313,18 @@ Settings parse(int argc, char** argv) {
             s.eval_every = static_cast<Index>(parse_number(value, "--eval-every", true));
         else if (flag == "--target")
             s.target = parse_number(value, "--target", false);
-        else if (flag == "--data")
+        else if (flag == "--meta-lr")
+            s.meta_lr = parse_number(value, "--meta-lr", false);
+        else if (flag == "--beta")
+            s.beta = parse_number(value, "--beta", false);
+        else if (flag == "--epsilon")
+            s.epsilon = parse_number(value, "--epsilon", false);
+        else if (flag == "--gamma-rule") {
+            const std::string rule = value;
+            if (rule != "sca" && rule != "geometric")
+                usage(("--gamma-rule is sca or geometric, got '" + rule + "'").c_str());
+            s.gamma_rule = rule == "sca" ? scaltra::GammaRule::sca : scaltra::GammaRule::geometric;
+        } else if (flag == "--data")
             s.data = value;
         else if (flag == "--csv")
             s.csv = value;

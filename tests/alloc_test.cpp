@@ -116,11 +116,15 @@ TEMPLATE_TEST_CASE("no heap allocation per step after the first", "[optim][alloc
     taped.step(x, quadratic);
     CHECK(allocations_per_steps(scaltra, 20) == 0);
     CHECK(allocations_per_steps(taped, 20) == 0);
-    // The per-matrix curvature of a 40×25 block (closed form): Cholesky, A⁻¹, GEMMs.
+    // The per-matrix curvature (closed form) of a 40×15 block (Woodbury through a
+    // 15×15 factor) and a 10×40 one (a 10×10 Cholesky of A itself).
     scaltra::Layout matrix;
-    matrix.add("W", 40, 25);
+    matrix.add("W", 40, 15).add("V", 10, 40);
     scaltra::Scaltra<S> per_matrix(matrix, {.curvature = scaltra::Curvature::per_matrix});
     CHECK(allocations_per_steps(per_matrix, 20) == 0);
+    // Rank 3 (Woodbury) with both penalties.
+    scaltra::Scaltra<S> penalised(1000, {.rank = 3, .l2 = S(1e-3), .l1 = S(1e-4)});
+    CHECK(allocations_per_steps(penalised, 20) == 0);
 }
 
 TEMPLATE_TEST_CASE("an MLP forward and backward on the tape allocates nothing after the first",

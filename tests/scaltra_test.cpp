@@ -29,22 +29,47 @@ scaltra::Layout two_blocks() {
     return layout;
 }
 
-/// A SCALTRA rule and a state with random b, ρ and m (double, for the checks).
+/// Blocks whose per-matrix curvatures take each path: V (5×3) by Woodbury,
+/// W (3×4) by a 3×3 Cholesky, b a vector.
+scaltra::Layout mixed_blocks() {
+    scaltra::Layout layout;
+    layout.add("V", 5, 3).add("W", 3, 4).add("b", 3);
+    return layout;
+}
+
+using RuleOptions = scaltra::ScaltraOptions<double>;
+
+/// Options that between them take every path of the solves: rank one (Sherman–
+/// Morrison), rank 2 (Woodbury), rank 4 (b's 3×3 dense solve), per matrix, L2, L1.
+std::vector<std::pair<std::string, RuleOptions>> path_cases() {
+    using scaltra::Curvature;
+    return {{"rank 1", {}},
+            {"rank 2", {.rank = 2}},
+            {"rank 4", {.rank = 4}},
+            {"per matrix", {.curvature = Curvature::per_matrix}},
+            {"per matrix, rank 2", {.curvature = Curvature::per_matrix, .rank = 2}},
+            {"rank 1, L2", {.l2 = 0.3}},
+            {"rank 2, L1", {.rank = 2, .l1 = 0.5}},
+            {"per matrix, L1 and L2", {.curvature = Curvature::per_matrix, .l2 = 0.3, .l1 = 0.5}}};
+}
+
+/// A SCALTRA rule and a state with random B, ρ, m (and x_prev) (double, for the checks).
 struct RuleAtRandomPoint {
     using Rule = scaltra::detail::ScaltraRule<double, scaltra::AdamOptions<double>>;
-    scaltra::Layout layout = two_blocks();
+    scaltra::Layout layout;
     Rule rule;
     Rule::State state;
 
-    explicit RuleAtRandomPoint(std::uint64_t seed,
-                               scaltra::Curvature curvature = scaltra::Curvature::rank_one)
-        : rule(layout, {.curvature = curvature}), state(rule.initial_state()) {
+    explicit RuleAtRandomPoint(std::uint64_t seed, const RuleOptions& options = {},
+                               scaltra::Layout blocks = mixed_blocks())
+        : layout(std::move(blocks)), rule(layout, options), state(rule.initial_state()) {
         scaltra::Rng rng(seed);
-        state.phi = rng.normal_vector<double>(state.phi.size());  // b ~ N(0, 1), ρ ~ N(0, 1)
+        state.phi = rng.normal_vector<double>(state.phi.size());  // B ~ N(0, 1), ρ ~ N(0, 1)
         state.m = rng.normal_vector<double>(layout.size());
+        state.x_prev = rng.normal_vector<double>(state.x_prev.size());  // only with a penalty
         state.gamma = 0.7;
     }
-    /// Δ(φ) = x after a move from x = 0.
+    /// Δ(φ) = x after a move from x = 0 (the move starts from x_prev: x only adds Δ).
     Vec<double> delta(const Vec<double>& phi) const {
         auto at = state;
         at.phi = phi;
@@ -77,36 +102,56 @@ TEMPLATE_TEST_CASE("S1: b = 0, fixed τ = 1/η, γ ≡ 1 and meta-lr 0 is EMA mo
     CHECK(opt.b_norm(0) == 0);
 }
 
-TEST_CASE("S2: the Sherman–Morrison and Cholesky steps equal a dense solve", "[scaltra]") {
-    RuleAtRandomPoint p(1);
-    const Vec<double> delta = p.delta(p.state.phi);
-    for (std::size_t l = 0; l < p.layout.num_blocks(); ++l) {
-        const scaltra::Block& block = p.layout[l];
-        const scaltra::Block& bb = p.rule.meta_layout()[2 * l];
-        const Vec<double> b = p.state.phi.segment(bb.offset, bb.size());
-        const Mat<double> A =
-            b * b.transpose() + p.rule.tau(p.state, l) * Mat<double>::Identity(b.size(), b.size());
-        const Vec<double> d =
-            A.ldlt().solve(Vec<double>(p.state.m.segment(block.offset, block.size())));
-        CHECK(delta.segment(block.offset, block.size()).isApprox(-p.state.gamma * d, 1e-12));
+TEST_CASE(
+    "S2: Sherman–Morrison, Woodbury and Cholesky steps, penalties too, equal a dense "
+    "solve",
+    "[scaltra]") {
+    for (const auto& [name, options] : path_cases()) {
+        INFO(name);
+        RuleAtRandomPoint p(1, options);
+        const Vec<double> delta = p.delta(p.state.phi);
+        for (std::size_t l = 0; l < p.layout.num_blocks(); ++l) {
+            // The independent formula: d = (B Bᵀ + (τ + λ₂)I)⁻¹(m + λ₂x_prev) by a dense
+            // LDLT, over W's columns (per matrix) or the whole block; Δ = −γd, or with
+            // L1 Δ = γ(soft(x_prev − d, λ₁/(τ + λ₂)) − x_prev).
+            const scaltra::Block& block = p.layout[l];
+            const scaltra::Block& bb = p.rule.meta_layout()[2 * l];
+            const Mat<double> B = scaltra::block_view(p.state.phi, bb);
+            const double t = p.rule.tau(p.state, l) + options.l2;
+            const Mat<double> A = B * B.transpose() + t * Mat<double>::Identity(bb.rows, bb.rows);
+            const Vec<double> x_prev =
+                options.l1 > 0 || options.l2 > 0
+                    ? Vec<double>(p.state.x_prev.segment(block.offset, block.size()))
+                    : Vec<double>::Zero(block.size());
+            const Vec<double> v =
+                p.state.m.segment(block.offset, block.size()) + options.l2 * x_prev;
+            const Mat<double> V =
+                Eigen::Map<const Mat<double>>(v.data(), bb.rows, block.size() / bb.rows);
+            const Mat<double> D = A.ldlt().solve(V);
+            const Vec<double> d = Eigen::Map<const Vec<double>>(D.data(), block.size());
+            Vec<double> expected = -p.state.gamma * d;
+            if (options.l1 > 0) {
+                const double kappa = options.l1 / t;
+                for (Index i = 0; i < block.size(); ++i) {
+                    const double z = x_prev[i] - d[i];
+                    const double soft = std::abs(z) > kappa ? z - std::copysign(kappa, z) : 0.0;
+                    expected[i] = p.state.gamma * (soft - x_prev[i]);
+                }
+            }
+            CHECK(delta.segment(block.offset, block.size()).isApprox(expected, 1e-12));
+        }
     }
-    // The per-matrix curvature: W's columns share A = B Bᵀ + τI (3×3), B of W's shape.
-    RuleAtRandomPoint q(1, scaltra::Curvature::per_matrix);
-    REQUIRE(q.rule.is_matrix(0));
-    REQUIRE(!q.rule.is_matrix(1));  // the bias keeps rank one
-    const Vec<double> dq = q.delta(q.state.phi);
-    const Mat<double> B = scaltra::block_view(q.state.phi, q.rule.meta_layout()[0]);
-    const Mat<double> A = B * B.transpose() + q.rule.tau(q.state, 0) * Mat<double>::Identity(3, 3);
-    const Mat<double> M = scaltra::block_view(q.state.m, q.layout[0]);
-    CHECK(scaltra::block_view(dq, q.layout[0]).isApprox(-q.state.gamma * A.ldlt().solve(M), 1e-12));
+    RuleAtRandomPoint q(1, {.curvature = scaltra::Curvature::per_matrix});
+    CHECK(q.rule.is_matrix(0));
+    CHECK(q.rule.is_matrix(1));
+    CHECK(!q.rule.is_matrix(2));  // the bias keeps the low-rank curvature
 }
 
-TEMPLATE_TEST_CASE("S3: the closed-form hypergradient equals the tape's and central differences",
-                   "[scaltra]", float, double) {
-    using S = TestType;
-    for (auto curvature : {scaltra::Curvature::rank_one, scaltra::Curvature::per_matrix}) {
-        INFO("curvature " << static_cast<int>(curvature));
-        RuleAtRandomPoint p(2, curvature);
+TEST_CASE("S3: the closed-form hypergradient equals the tape's and central differences",
+          "[scaltra]") {
+    for (const auto& [name, options] : path_cases()) {
+        INFO(name);
+        RuleAtRandomPoint p(2, options);
         scaltra::Rng rng(3);
         const Vec<double> g = rng.normal_vector<double>(p.layout.size());
         Vec<double> closed(p.state.phi.size()), taped = Vec<double>::Zero(p.state.phi.size());
@@ -114,6 +159,8 @@ TEMPLATE_TEST_CASE("S3: the closed-form hypergradient equals the tape's and cent
         scaltra::ad::Tape<double> tape;
         tape.vjp(p.rule.record(tape, p.state, taped.data()), g);
         CHECK(closed.isApprox(taped, 1e-12));
+        const Vec<double> recorded = p.rule.record(tape, p.state, nullptr).value();
+        CHECK(p.delta(p.state.phi).isApprox(recorded, 1e-12));
         // J_Δᵀg = ∇_φ ⟨g, Δ(φ)⟩, by central differences.
         for (Index i = 0; i < p.state.phi.size(); ++i) {
             Vec<double> up = p.state.phi, down = p.state.phi;
@@ -123,6 +170,11 @@ TEMPLATE_TEST_CASE("S3: the closed-form hypergradient equals the tape's and cent
             CHECK(closed[i] == Approx(fd).margin(1e-7));
         }
     }
+}
+
+TEMPLATE_TEST_CASE("S3: the closed form and the tape take the same trajectory", "[scaltra]", float,
+                   double) {
+    using S = TestType;
     // The optimizer, in S, with either hypergradient: the same trajectory.
     const scaltra::problems::Rosenbrock<S> f(6);
     scaltra::Scaltra<S> a(6, {.alpha0 = S(1e-3), .meta = {.lr = S(1e-2)}});
@@ -153,6 +205,24 @@ TEMPLATE_TEST_CASE("S3: the closed-form hypergradient equals the tape's and cent
     }
     CHECK((xc - xd).norm() <= tol * xc.norm());
     CHECK((c.state().phi - d.state().phi).norm() <= tol * c.state().phi.norm());
+    // Rank 2, Woodbury and Cholesky blocks, L1 and L2 at once.
+    scaltra::ScaltraOptions<S> everything{.alpha0 = S(0.1),
+                                          .curvature = scaltra::Curvature::per_matrix,
+                                          .rank = 2,
+                                          .l2 = S(0.01),
+                                          .l1 = S(0.01),
+                                          .meta = {.lr = S(1e-2)}};
+    auto everything_taped = everything;
+    everything_taped.hypergradient = scaltra::Hypergradient::tape;
+    const scaltra::problems::IllConditionedQuadratic<S> r(30, 10.0, 4);
+    scaltra::Scaltra<S> e(mixed_blocks(), everything), k(mixed_blocks(), everything_taped);
+    Vec<S> xe = r.initial_point(), xk = xe;
+    for (int t = 0; t < 30; ++t) {
+        e.step(xe, r);
+        k.step(xk, r);
+    }
+    CHECK((xe - xk).norm() <= tol * xe.norm());
+    CHECK((e.state().phi - k.state().phi).norm() <= tol * e.state().phi.norm());
 }
 
 TEMPLATE_TEST_CASE("S4: at the true curvature one step reaches the minimum, hypergradient 0",
@@ -170,7 +240,7 @@ TEMPLATE_TEST_CASE("S4: at the true curvature one step reaches the minimum, hype
     state.phi[n] =
         scaltra::detail::softplus_inverse(tau_star - S(1e-6));  // τ = softplus(ρ) + τ_min
     Vec<S> w = rng.normal_vector<S>(n);
-    rule.observe(state, H * w);  // β = 0: m = g
+    rule.observe(state, w, H * w);  // β = 0: m = g
     rule.move(state, w);
     const S tol = std::is_same_v<S, float> ? S(1e-4) : S(1e-10);
     CHECK(w.norm() < tol);
@@ -202,13 +272,45 @@ TEMPLATE_TEST_CASE("S4, per matrix: at the true B and τ one step reaches the mi
         const Mat<S> G = H * Eigen::Map<const Mat<S>>(w.data(), 5, 3);
         return Vec<S>(Eigen::Map<const Vec<S>>(G.data(), 15));
     };
-    rule.observe(state, gradient());
+    rule.observe(state, w, gradient());
     rule.move(state, w);
     const S tol = std::is_same_v<S, float> ? S(1e-4) : S(1e-10);
     CHECK(w.norm() < tol);
     Vec<S> h(16);
     rule.hypergradient(state, gradient(), h);
     CHECK(h.norm() < tol);
+}
+
+TEMPLATE_TEST_CASE("SCALTRA's penalties reach the penalised minimiser", "[scaltra]", float,
+                   double) {
+    // L(w) = ½‖w − c‖²: with (λ₂/2)‖w‖² the minimiser is c/(1 + λ₂), with λ₁‖w‖₁
+    // soft(c, λ₁), with both soft(c, λ₁)/(1 + λ₂) (the closed forms of the prox).
+    // L2 is exact for any B. The L1 step thresholds in the τ-metric, whose fixed
+    // point is exact only where B Bᵀ does not couple the signs (README, "SCALTRA"),
+    // so with L1 B stays 0 (b_scale 0: its hypergradient is then 0) while τ learns.
+    using S = TestType;
+    const Index n = 12;
+    scaltra::Rng rng(9);
+    const Vec<S> c = rng.normal_vector<S>(n);
+    const auto f = [&](const Eigen::Ref<const Vec<S>>& w, Eigen::Ref<Vec<S>> g) {
+        g = w - c;
+        return S(0.5) * g.squaredNorm();
+    };
+    for (const auto& [l2, l1] : {std::pair{S(0.5), S(0)}, {S(0), S(0.4)}, {S(0.5), S(0.4)}}) {
+        INFO("λ₂ = " << l2 << ", λ₁ = " << l1);
+        scaltra::Scaltra<S> opt(
+            n, {.b_scale = l1 > 0 ? S(0) : S(1e-3), .rank = 2, .l2 = l2, .l1 = l1});
+        Vec<S> w = Vec<S>::Zero(n);
+        for (int t = 0; t < 400; ++t)
+            opt.step(w, f);
+        const Vec<S> expected =
+            (c.array().sign() * (c.array().abs() - l1).max(S(0))).matrix() / (1 + l2);
+        CHECK((w - expected).cwiseAbs().maxCoeff() < S(1e-4));
+        if (l1 > 0) {
+            REQUIRE((expected.array() == 0).count() >= 2);  // the threshold zeroes some
+            CHECK(opt.tau(0) != Approx(1 / S(0.5)));        // and τ was learned
+        }
+    }
 }
 
 TEMPLATE_TEST_CASE("S5: τ stays positive and nothing turns NaN under huge meta-steps", "[scaltra]",
@@ -259,14 +361,32 @@ TEST_CASE("SCALTRA: save and load mid-run restore the meta-optimizer too", "[sca
     CHECK(scaltra::bitwise_equal(b.state(), before));
     CHECK(scaltra::bitwise_equal(b.meta_optimizer().state(), meta_before));
 
+    // With a penalty the state keeps x_prev: resuming is exact, and a state saved
+    // without one does not fit.
+    const scaltra::ScaltraOptions<double> penalised{.alpha0 = 1e-3, .l2 = 0.1, .l1 = 0.01};
+    scaltra::Scaltra<double> c(4, penalised), d(4, penalised);
+    Vec<double> xc = f.initial_point();
+    for (int t = 0; t < 10; ++t)
+        c.step(xc, f);
+    std::stringstream penalised_saved;
+    c.save(penalised_saved);
+    d.load(penalised_saved);
+    Vec<double> xd = xc;
+    for (int t = 0; t < 10; ++t)
+        CHECK(c.step(xc, f) == d.step(xd, f));
+    CHECK(xc == xd);
+    std::stringstream plain_saved;
+    a.save(plain_saved);
+    CHECK_THROWS_WITH(d.load(plain_saved), Catch::Contains("x_prev"));
+
     // Rank one and per matrix lay φ out in the same shapes: the curvature tells them apart.
-    scaltra::Scaltra<double> rank_one(two_blocks());
+    scaltra::Scaltra<double> low_rank(two_blocks());
     scaltra::Scaltra<double> per_matrix(two_blocks(),
                                         {.curvature = scaltra::Curvature::per_matrix});
-    std::stringstream rank_one_saved;
-    rank_one.save(rank_one_saved);
+    std::stringstream low_rank_saved;
+    low_rank.save(low_rank_saved);
     const auto per_matrix_before = per_matrix.state();
-    CHECK_THROWS_WITH(per_matrix.load(rank_one_saved), Catch::Contains("other Curvature"));
+    CHECK_THROWS_WITH(per_matrix.load(low_rank_saved), Catch::Contains("other Curvature"));
     CHECK(scaltra::bitwise_equal(per_matrix.state(), per_matrix_before));
 }
 
@@ -301,7 +421,10 @@ struct LearnedRate {
         return {0, Vec<double>::Constant(rates.size(), std::log(0.01)),
                 Vec<double>::Zero(layout.size())};
     }
-    void observe(State& state, const Eigen::Ref<const Vec<double>>& g) const { state.g = g; }
+    void observe(State& state, const Eigen::Ref<const Vec<double>>&,
+                 const Eigen::Ref<const Vec<double>>& g) const {
+        state.g = g;
+    }
     scaltra::ad::Var<double> record(scaltra::ad::Tape<double>& tape, const State& state,
                                     double* h) const {
         scaltra::ad::Var<double> delta;

@@ -6,7 +6,7 @@
 //   1. g = ∇f(x)                                   (checked, as every optimizer)
 //   2. if a move was made before: h = J_Δᵀ g, the hypergradient ∂f(x)/∂φ of the
 //      last move x = x_prev + Δ(φ), and φ ← MetaOpt(φ, h)
-//   3. rule.observe(state, g)                      (momentum, the next γ, …)
+//   3. rule.observe(state, x, g)                   (momentum, the next γ, …)
 //   4. x ← x + Δ(φ; state), and state.step counts the move
 // Step 2 uses the state and φ as they were for the last move (the meta-update
 // comes before step 3 changes the state), so the hypergradient is recomputed
@@ -18,7 +18,8 @@
 //   and `phi`), Options; kName; a constructor Rule(const Layout&, const Options&)
 //   meta_layout()                 φ's blocks
 //   initial_state()               step 0, φ₀ and the rest of the state
-//   observe(state, g)             step 3 (state.step is the number of moves so far)
+//   observe(state, x, g)          step 3 (state.step is the number of moves so far;
+//                                 x is where the move starts)
 //   record(tape, state, h)        Δ(φ; state) on the tape; φ's leaves add their
 //                                 gradients into h (none when h is null)
 // and, optionally, closed forms, used unless `options.hypergradient` says tape:
@@ -67,11 +68,12 @@ struct ScratchTape {
 template <class R>
 concept LearnedRule = Real<typename R::Scalar> && StateAggregate<typename R::State> && requires(
     R& r, const R& cr, typename R::State& state, ad::Tape<typename R::Scalar>& tape,
+    const Eigen::Ref<const Vec<typename R::Scalar>>& x,
     const Eigen::Ref<const Vec<typename R::Scalar>>& g, typename R::Scalar* h) {
     { R::kName } -> std::convertible_to<std::string_view>;
     { cr.meta_layout() } -> std::convertible_to<const Layout&>;
     { cr.initial_state() } -> std::same_as<typename R::State>;
-    cr.observe(state, g);
+    cr.observe(state, x, g);
     { cr.record(tape, state, h) } -> std::same_as<ad::Var<typename R::Scalar>>;
     { state.step } -> std::convertible_to<std::int64_t>;
     { state.phi } -> std::convertible_to<Vec<typename R::Scalar>>;
@@ -164,7 +166,7 @@ private:
             }
             meta_.update(state_.phi, hypergradient_);
         }
-        rule_.observe(state_, g);
+        rule_.observe(state_, x, g);
         move(x);
         ++state_.step;
     }

@@ -1,49 +1,54 @@
 // SCALTRA: successive convex approximation with a learned per-layer curvature
 // (the SCALTRA note; ALGORITHMS.md, "SCALTRA"). For every block of the Layout
 // (a layer's weights, its bias) the surrogate
-//   L(wₜ) + ∇L(wₜ)ᵀ(w − wₜ) + ½(w − wₜ)ᵀ(b bᵀ + τI)(w − wₜ)
-// is minimised with the momentum m in place of the gradient, and the step is
+//   L(wₜ) + mᵀ(w − wₜ) + ½(w − wₜ)ᵀA(w − wₜ) + (λ₂/2)‖w‖² + λ₁‖w‖₁,   A = B Bᵀ + τI,
+// with the momentum m in place of the gradient, is minimised and the step is
 // smoothed by γₜ:
-//   m ← βm + (1−β)g,   d = (b bᵀ + τI)⁻¹ m = (m − b (bᵀm)/(τ + ‖b‖²)) / τ,   w ← w − γₜ d
-// (Sherman–Morrison; O(n), no matrix is formed). b and τ = softplus(ρ) + τ_min are
-// learned online by the meta-optimizer from the hypergradient of the last step
-// (online_meta.hpp), in closed form, with u = (b bᵀ + τI)⁻¹ g⁺:
-//   ∂L/∂b = γ[(bᵀd) u + (bᵀu) d],   ∂L/∂τ = γ uᵀd,   ∂L/∂ρ = ∂L/∂τ · sigmoid(ρ).
+//   m ← βm + (1−β)g,   d = (A + λ₂I)⁻¹(m + λ₂wₜ),   ŵ = soft(wₜ − d, λ₁/(τ + λ₂)),
+//   w ← wₜ + γₜ(ŵ − wₜ)
+// (L2 exactly; L1 by the proximal step in the τ-metric, soft(z, κ) = sign(z)·max(|z| − κ, 0);
+// without L1 the step is w ← wₜ − γₜd). B is n×r (rank r, default 1); at r = 1,
+// Sherman–Morrison: d = (v − b (bᵀv)/(τ′ + ‖b‖²))/τ′ with v = m + λ₂wₜ, τ′ = τ + λ₂,
+// in two passes and no matrix; at r > 1 Woodbury (low_rank_solver.hpp).
+// B and τ = softplus(ρ) + τ_min are learned online by the meta-optimizer from the
+// hypergradient of the last step (online_meta.hpp), in closed form, with u = A′⁻¹g⁺:
+//   ∂L/∂B = γ(u dᵀ + d uᵀ)B,   ∂L/∂τ = γ uᵀd,   ∂L/∂ρ = ∂L/∂τ · sigmoid(ρ),
+// g⁺ masked to where the soft threshold is not 0 when λ₁ > 0 (see hypergradient()).
 // γ decreases by the SCA rule γₜ₊₁ = γₜ(1 − εγₜ) (Σγ = ∞, Σγ² < ∞), or
 // geometrically γₜ₊₁ = δγₜ (the author's notebook: δ = 0.9, γ₀ = 0.9). τ₀ = γ₀/α₀,
-// α₀ the note's initial learning rate; b starts small and random (at b = 0 its
+// α₀ the note's initial learning rate; B starts small and random (at B = 0 its
 // hypergradient is exactly 0, so it would never move).
 //
 // Curvature::per_matrix (the author's reference variant) learns, for a p×q weight
 // matrix W, a B of W's shape and the curvature A = B Bᵀ + τI_p shared by W's
-// columns: D = A⁻¹M by a p×p Cholesky, W ← W − γD, and with U = A⁻¹G⁺
-//   ∂L/∂B = γ(U Dᵀ + D Uᵀ)B,   ∂L/∂τ = γ⟨U, D⟩.
+// columns: D = A⁻¹M (Woodbury when q < p, else a p×p Cholesky), W ← W − γD, and
+// with U = A⁻¹G⁺:  ∂L/∂B = γ(U Dᵀ + D Uᵀ)B,   ∂L/∂τ = γ⟨U, D⟩.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <tuple>
 #include <vector>
 
-#include <Eigen/Cholesky>
-
-#include "../autodiff/gemm.hpp"
 #include "../autodiff/ops_elementwise.hpp"
 #include "../autodiff/ops_linalg.hpp"
 #include "../autodiff/ops_shape.hpp"
 #include "../core/rng.hpp"
 #include "adam.hpp"
+#include "low_rank_solver.hpp"
 #include "online_meta.hpp"
 
 namespace scaltra {
 
 /// The curvature SCALTRA learns for a block.
 enum class Curvature {
-    rank_one,    ///< b bᵀ + τI over the whole block, b of the block's size
+    low_rank,    ///< B Bᵀ + τI over the whole block, B n×rank
     per_matrix,  ///< for a p×q weight matrix: B Bᵀ + τI_p over its columns, B p×q
-                 ///< (the author's variant; vectors such as biases keep rank one)
+                 ///< (the author's variant; vectors such as biases keep low_rank)
 };
 
 /// How SCALTRA's smoothing step γ decreases after each move.
@@ -58,12 +63,15 @@ struct ScaltraOptions {
     S beta = S(0.9);    ///< momentum
     S gamma0 = S(1);
     GammaRule gamma_rule = GammaRule::sca;
-    S epsilon = S(1e-4);     ///< ε of the SCA rule
+    S epsilon = S(1e-3);     ///< ε of the SCA rule (README, "SCALTRA": the sweep)
     S gamma_decay = S(0.9);  ///< δ of the geometric rule
-    S b_scale = S(1e-3);     ///< b starts N(0, b_scale²) per element
-    std::uint64_t seed = 0;  ///< of b's initial draw
+    S b_scale = S(1e-3);     ///< B starts N(0, b_scale²) per element
+    std::uint64_t seed = 0;  ///< of B's initial draw
     S tau_min = S(1e-6);     ///< τ = softplus(ρ) + τ_min > 0 whatever ρ
-    Curvature curvature = Curvature::rank_one;
+    Curvature curvature = Curvature::low_rank;
+    Index rank = 1;  ///< r of the low-rank curvature (every block, biases under per_matrix too)
+    S l2 = S(0);     ///< λ₂ of the penalty (λ₂/2)‖w‖², exactly inside the surrogate
+    S l1 = S(0);     ///< λ₁ of the penalty λ₁‖w‖₁, by the proximal step
     MetaOptions meta = {.lr = S(1e-3)};
     Hypergradient hypergradient = Hypergradient::closed_form;
     NonFinitePolicy on_non_finite = NonFinitePolicy::raise;
@@ -83,6 +91,10 @@ struct ScaltraOptions {
         if (!(gamma0 / alpha0 > tau_min))
             throw InvalidArgument(detail::concat("Invalid alpha0: τ₀ = γ₀/α₀ = ", gamma0 / alpha0,
                                                  " must exceed tau_min = ", tau_min));
+        if (rank < 1)
+            throw InvalidArgument(detail::concat("Invalid rank: must be at least 1, got ", rank));
+        detail::require_nonnegative("l2", l2);
+        detail::require_nonnegative("l1", l1);
         meta.validate();
     }
 };
@@ -92,12 +104,13 @@ struct ScaltraState {
     std::int64_t step = 0;       ///< moves made
     std::int64_t curvature = 0;  ///< the Curvature φ is laid out for
     S gamma = S(0);              ///< γ of the last move (of the next, before any)
-    Vec<S> phi;                  ///< per block: b (or B), then ρ
+    Vec<S> phi;                  ///< per block: B, then ρ
     Vec<S> m;                    ///< momentum
+    Vec<S> x_prev;  ///< where the last move started (kept only when λ₁ or λ₂ > 0)
 
-    static constexpr std::array field_names{"step", "curvature", "gamma", "phi", "m"};
-    auto fields() { return std::tie(step, curvature, gamma, phi, m); }
-    auto fields() const { return std::tie(step, curvature, gamma, phi, m); }
+    static constexpr std::array field_names{"step", "curvature", "gamma", "phi", "m", "x_prev"};
+    auto fields() { return std::tie(step, curvature, gamma, phi, m, x_prev); }
+    auto fields() const { return std::tie(step, curvature, gamma, phi, m, x_prev); }
 
     void validate() const {
         detail::require_step_count(step);
@@ -132,15 +145,26 @@ public:
     static constexpr std::string_view kName = "SCALTRA";
 
     ScaltraRule(const Layout& layout, const Options& options) : layout_(layout), options_(options) {
+        Index largest = 0;
         for (std::size_t l = 0; l < layout_.num_blocks(); ++l) {
             const Block& block = layout_[l];
-            if (is_matrix(l)) {
-                meta_layout_.add(concat("B:", block.name), block.rows, block.cols);
-                scratch_.emplace_back(block.rows, block.cols);
-            } else {
-                meta_layout_.add(concat("b:", block.name), block.size());
-            }
+            const bool matrix = is_matrix(l);
+            // B is p×r and the right-hand side p×c: W's shape, or the block as a column.
+            const Index p = matrix ? block.rows : block.size();
+            const Index r = matrix ? block.cols : options_.rank;
+            meta_layout_.add(concat(matrix ? "B:" : "b:", block.name), p, r);
             meta_layout_.add(concat("rho:", block.name), 1);
+            solver_of_.push_back(matrix || r > 1 ? solvers_.size() : kStreaming);
+            if (solver_of_.back() != kStreaming)
+                solvers_.emplace_back(p, r, matrix ? block.cols : 1);
+            largest = std::max(largest, block.size());
+        }
+        if (regularised())
+            v_.resize(layout_.size());
+        if (options_.l1 > S(0)) {
+            d_.resize(layout_.size());
+            g_active_.resize(layout_.size());
+            ones_ = Vec<S>::Ones(largest);
         }
     }
 
@@ -154,8 +178,12 @@ public:
 
     State initial_state() const {
         Rng rng(options_.seed);
-        State state{0, static_cast<std::int64_t>(options_.curvature), options_.gamma0,
-                    Vec<S>(meta_layout_.size()), Vec<S>::Zero(layout_.size())};
+        State state{0,
+                    static_cast<std::int64_t>(options_.curvature),
+                    options_.gamma0,
+                    Vec<S>(meta_layout_.size()),
+                    Vec<S>::Zero(layout_.size()),
+                    regularised() ? Vec<S>::Zero(layout_.size()) : Vec<S>()};
         const S rho0 = softplus_inverse(options_.gamma0 / options_.alpha0 - options_.tau_min);
         for (std::size_t l = 0; l < layout_.num_blocks(); ++l) {
             auto b = b_of(state.phi, l);
@@ -169,87 +197,83 @@ public:
     /// Rejects a loaded state made for the other curvature (same shapes, other meaning).
     void check_state(const State& state) const {
         require_state(state.curvature == static_cast<std::int64_t>(options_.curvature), "curvature",
-                      "was saved for the other Curvature (rank_one / per_matrix)");
+                      "was saved for the other Curvature (low_rank / per_matrix)");
     }
 
-    /// m ← βm + (1−β)g, and γ's decrease (not before the first move).
-    void observe(State& state, const Eigen::Ref<const Vec<S>>& g) const {
+    /// m ← βm + (1−β)g, γ's decrease (not before the first move), and the point
+    /// the move starts from when a penalty needs it.
+    void observe(State& state, const Eigen::Ref<const Vec<S>>& x,
+                 const Eigen::Ref<const Vec<S>>& g) const {
         state.m = options_.beta * state.m + (S(1) - options_.beta) * g;
         if (state.step > 0)
             state.gamma = options_.gamma_rule == GammaRule::sca
                               ? state.gamma * (S(1) - options_.epsilon * state.gamma)
                               : options_.gamma_decay * state.gamma;
+        if (regularised())
+            state.x_prev = x;
     }
 
+    /// The learned τ of block l; its solves use τ′ = τ + λ₂.
     S tau(const State& state, std::size_t l) const {
         return softplus(rho_of(state.phi, l)) + options_.tau_min;
     }
+    S shifted_tau(const State& state, std::size_t l) const { return tau(state, l) + options_.l2; }
 
-    /// w ← w − γ (m − b s)/τ, s = bᵀm/(τ + ‖b‖²), per block: one pass for the
-    /// dot products, one for the update.
+    /// x ← x − γd, d = A′⁻¹v, or with L1 x ← x + γ(soft(x − d, λ₁/τ′) − x).
     void move(const State& state, Eigen::Ref<Vec<S>> x) const {
+        const Vec<S>& v = rhs(state);
+        if (options_.l1 == S(0)) {
+            for (std::size_t l = 0; l < layout_.num_blocks(); ++l)
+                add_solve(state, l, v, -state.gamma, x);
+            return;
+        }
+        solve_all(state, v);
         for (std::size_t l = 0; l < layout_.num_blocks(); ++l) {
             const Block& block = layout_[l];
-            if (is_matrix(l)) {
-                solve_matrix(state, l);
-                block_view(x, block) -= state.gamma * scratch(l).D;
-                continue;
-            }
-            const auto b = b_of(state.phi, l);
-            const auto m = state.m.segment(block.offset, block.size());
-            S bm = S(0), bb = S(0);
-            for_each_chunk(block.size(), [&](Index i, Index n) {
-                const auto bs = b.segment(i, n);
-                bm += bs.dot(m.segment(i, n));
-                bb += bs.squaredNorm();
-            });
-            const S t = tau(state, l), s = bm / (t + bb), step = state.gamma / t;
-            auto xl = x.segment(block.offset, block.size());
-            for_each_chunk(block.size(), [&](Index i, Index n) {
-                xl.segment(i, n) -= step * (m.segment(i, n) - s * b.segment(i, n));
-            });
+            const S kappa = options_.l1 / shifted_tau(state, l);
+            const auto z = (state.x_prev - d_).segment(block.offset, block.size()).array();
+            x.segment(block.offset, block.size()).array() +=
+                state.gamma
+                * (z.sign() * (z.abs() - kappa).max(S(0))
+                   - state.x_prev.segment(block.offset, block.size()).array());
         }
     }
 
-    /// h = J_Δᵀ g for the last move, from four dot products per block (one pass):
-    /// with c = τ + ‖b‖², s = bᵀm/c = bᵀd, s_g = bᵀg/c = bᵀu,
-    ///   ∂L/∂b = (γ/τ)(s g + s_g m − 2 s s_g b),
-    ///   ∂L/∂τ = γ uᵀd = γ (gᵀm − s bᵀg − s_g bᵀm + s s_g ‖b‖²)/τ².
+    /// h = J_Δᵀ g for the last move. Without L1, per block with Δ = −γ A′⁻¹v. With
+    /// L1, Δ = γ(soft(z, κ) − x_prev), z = x_prev − d, κ = λ₁/τ′: where |z| > κ it is
+    /// x_prev-independent −γd − γκ sign(z), elsewhere constant, so g is masked to
+    /// the active set and ∂κ/∂τ′ = −λ₁/τ′² adds γ(λ₁/τ′²) Σ_active g sign(z) to ∂L/∂τ.
     void hypergradient(const State& state, const Eigen::Ref<const Vec<S>>& g,
                        Eigen::Ref<Vec<S>> h) const {
+        const Vec<S>& v = rhs(state);
+        if (options_.l1 == S(0)) {
+            for (std::size_t l = 0; l < layout_.num_blocks(); ++l)
+                block_hypergradient(state, l, v, g, h);
+            return;
+        }
+        solve_all(state, v);
         for (std::size_t l = 0; l < layout_.num_blocks(); ++l) {
             const Block& block = layout_[l];
-            if (is_matrix(l)) {
-                matrix_hypergradient(state, l, g, h);
-                continue;
+            const S t = shifted_tau(state, l), kappa = options_.l1 / t;
+            S signed_sum = S(0);
+            for (Index i = block.offset; i < block.offset + block.size(); ++i) {
+                const S z = state.x_prev[i] - d_[i];
+                const bool active = std::abs(z) > kappa;
+                g_active_[i] = active ? g[i] : S(0);
+                signed_sum += active ? (z > S(0) ? g[i] : -g[i]) : S(0);
             }
-            const auto b = b_of(state.phi, l);
-            const auto m = state.m.segment(block.offset, block.size());
-            const auto gl = g.segment(block.offset, block.size());
-            S bm = S(0), bg = S(0), bb = S(0), gm = S(0);
-            for_each_chunk(block.size(), [&](Index i, Index n) {
-                const auto bs = b.segment(i, n), ms = m.segment(i, n), gs = gl.segment(i, n);
-                bm += bs.dot(ms);
-                bg += bs.dot(gs);
-                bb += bs.squaredNorm();
-                gm += gs.dot(ms);
-            });
-            const S t = tau(state, l), gamma = state.gamma;
-            const S c = t + bb, s = bm / c, sg = bg / c;
-            const S cg = gamma / t * s, cm = gamma / t * sg, cb = -S(2) * gamma / t * s * sg;
-            auto hb = b_of(h, l);
-            for_each_chunk(block.size(), [&](Index i, Index n) {
-                hb.segment(i, n) =
-                    cg * gl.segment(i, n) + cm * m.segment(i, n) + cb * b.segment(i, n);
-            });
-            const S dtau = gamma * (gm - s * bg - sg * bm + s * sg * bb) / (t * t);
-            rho_of(h, l) = dtau * sigmoid(rho_of(state.phi, l));
+            block_hypergradient(state, l, v, g_active_, h);
+            rho_of(h, l) +=
+                state.gamma * options_.l1 / (t * t) * signed_sum * sigmoid(rho_of(state.phi, l));
         }
     }
 
-    /// Δ = −γ (b bᵀ + τI)⁻¹ m per block, on the tape, blocks stacked into one column.
+    /// Δ(φ) on the tape, blocks stacked into one column: −γ A′⁻¹v by the same
+    /// formulas as the closed form (Sherman–Morrison, Woodbury or a dense solve),
+    /// soft-thresholded with L1.
     ad::Var<S> record(ad::Tape<S>& tape, const State& state, S* h) const {
-        const ad::Var<S> unit = tape.constant(one_), floor = tape.constant(tau_min_);
+        const Vec<S>& v = rhs(state);
+        const ad::Var<S> unit = tape.constant(one_), floor = tape.constant(tau_floor_);
         ad::Var<S> delta;
         for (std::size_t l = 0; l < layout_.num_blocks(); ++l) {
             const Block& block = layout_[l];
@@ -257,22 +281,36 @@ public:
             const Block& rb = meta_layout_[2 * l + 1];
             const ad::Var<S> rho =
                 tape.leaf(state.phi.data() + rb.offset, 1, 1, h ? h + rb.offset : nullptr);
-            const ad::Var<S> t = ad::softplus(rho) + floor;
+            const ad::Var<S> t = ad::softplus(rho) + floor;  // τ′ = τ + λ₂
+            const ad::Var<S> B = tape.leaf(state.phi.data() + bb.offset, bb.rows, bb.cols,
+                                           h ? h + bb.offset : nullptr);
+            const Index p = bb.rows, r = bb.cols, c = is_matrix(l) ? block.cols : 1;
+            const ad::Var<S> V = tape.leaf(v.data() + block.offset, p, c);
+            ad::Var<S> d;
+            if (r == 1 && c == 1) {  // Sherman–Morrison: (v − b s)/τ′, s = bᵀv/(τ′ + ‖b‖²)
+                const ad::Var<S> s = ad::div(ad::dot(B, V), t + ad::squared_norm(B));
+                d = ad::scale(V - ad::scale(B, s), ad::div(unit, t));
+            } else if (r < p) {  // Woodbury: (V − B K⁻¹BᵀV)/τ′, K = τ′I_r + BᵀB
+                const ad::Var<S> eye = tape.constant(Mat<S>::Identity(r, r));
+                const ad::Var<S> K = ad::matmul(B, B, true, false) + ad::scale(eye, t);
+                const ad::Var<S> Sv = ad::solve_spd(K, ad::matmul(B, V, true, false));
+                d = ad::scale(V - ad::matmul(B, Sv), ad::div(unit, t));
+            } else {  // (B Bᵀ + τ′I_p)⁻¹V
+                const ad::Var<S> eye = tape.constant(Mat<S>::Identity(p, p));
+                d = ad::solve_spd(ad::matmul(B, B, false, true) + ad::scale(eye, t), V);
+            }
+            d = ad::reshape(d, block.size(), 1);  // column-major, as the block in x
             ad::Var<S> step;
-            if (is_matrix(l)) {  // −γ (B Bᵀ + τI)⁻¹ M, flattened column-major as in w
-                const ad::Var<S> B = tape.leaf(state.phi.data() + bb.offset, bb.rows, bb.cols,
-                                               h ? h + bb.offset : nullptr);
-                const ad::Var<S> M =
-                    tape.leaf(state.m.data() + block.offset, block.rows, block.cols);
-                const ad::Var<S> eye = tape.constant(Mat<S>::Identity(block.rows, block.rows));
-                const ad::Var<S> A = ad::matmul(B, B, false, true) + ad::scale(eye, t);
-                step = ad::reshape(ad::scale(ad::solve_spd(A, M), -state.gamma), block.size(), 1);
+            if (options_.l1
+                > S(0)) {  // γ(soft(z, κ) − x_prev), soft(z, κ) = relu(z − κ) − relu(−z − κ)
+                const ad::Var<S> x_prev =
+                    tape.leaf(state.x_prev.data() + block.offset, block.size(), 1);
+                const ad::Var<S> kappa = ad::scale(tape.leaf(ones_.data(), block.size(), 1),
+                                                   ad::div(tape.constant(l1_), t));
+                const ad::Var<S> z = x_prev - d;
+                const ad::Var<S> soft = ad::relu(z - kappa) - ad::relu(ad::scale(z, S(-1)) - kappa);
+                step = ad::scale(soft - x_prev, state.gamma);
             } else {
-                const ad::Var<S> b = tape.leaf(state.phi.data() + bb.offset, bb.size(), 1,
-                                               h ? h + bb.offset : nullptr);
-                const ad::Var<S> m = tape.leaf(state.m.data() + block.offset, block.size(), 1);
-                const ad::Var<S> s = ad::div(ad::dot(b, m), t + ad::squared_norm(b));
-                const ad::Var<S> d = ad::scale(m - ad::scale(b, s), ad::div(unit, t));
                 step = ad::scale(d, -state.gamma);
             }
             delta = l == 0 ? step : ad::concat_rows(delta, step);
@@ -281,86 +319,107 @@ public:
     }
 
 private:
-    /// Per matrix block: A = B Bᵀ + τI, its Cholesky factor, A⁻¹, D = A⁻¹M, U = A⁻¹G
-    /// and products, sized once. A⁻¹ is formed column by column (p vector solves)
-    /// and applied by GEMM, because Eigen's triangular solve with a matrix
-    /// right-hand side allocates its packing buffers on every call. The B, τ and M
-    /// that A⁻¹ and D were made from are kept, so that the hypergradient of a move
-    /// reuses them (when they are still bit-identical) instead of factoring again.
-    struct MatrixScratch {
-        MatrixScratch(Index p, Index q)
-            : A(Mat<S>::Identity(p, p)),
-              llt(A),
-              inverse(p, p),
-              D(p, q),
-              U(p, q),
-              C(p, p),
-              P(p, q),
-              B_used(p, q),
-              M_used(p, q) {}  // llt of I: every member of the factor set before any copy
-        Mat<S> A;
-        Eigen::LLT<Mat<S>> llt;
-        Mat<S> inverse, D, U, C, P;
-        Mat<S> B_used, M_used;
-        S tau_used = S(-1);                 // no τ is negative: nothing cached yet
-        ad::detail::GemmWorkspace<S> gemm;  // products without per-call packing buffers
-    };
+    static constexpr std::size_t kStreaming = std::numeric_limits<std::size_t>::max();
+
+    bool regularised() const { return options_.l1 > S(0) || options_.l2 > S(0); }
+
+    /// The right-hand side v = m + λ₂ x_prev (m itself without L2).
+    const Vec<S>& rhs(const State& state) const {
+        if (options_.l2 == S(0))
+            return state.m;
+        v_ = state.m + options_.l2 * state.x_prev;
+        return v_;
+    }
+
+    /// target += α A′⁻¹v over block l: at rank one in two passes (the dot products,
+    /// then the update), else by the block's LowRankSolver.
+    void add_solve(const State& state, std::size_t l, const Vec<S>& v, S alpha,
+                   Eigen::Ref<Vec<S>> target) const {
+        const Block& block = layout_[l];
+        const S t = shifted_tau(state, l);
+        if (solver_of_[l] != kStreaming) {
+            const Mat<S>& D =
+                solvers_[solver_of_[l]].solve(B_of(state.phi, l), t, rhs_view(v.data(), l));
+            rhs_view(target.data(), l) += alpha * D;
+            return;
+        }
+        const auto b = b_of(state.phi, l);
+        const auto vl = v.segment(block.offset, block.size());
+        S bv = S(0), bb = S(0);
+        for_each_chunk(block.size(), [&](Index i, Index n) {
+            const auto bs = b.segment(i, n);
+            bv += bs.dot(vl.segment(i, n));
+            bb += bs.squaredNorm();
+        });
+        const S s = bv / (t + bb), step = alpha / t;
+        auto tl = target.segment(block.offset, block.size());
+        for_each_chunk(block.size(), [&](Index i, Index n) {
+            tl.segment(i, n) += step * (vl.segment(i, n) - s * b.segment(i, n));
+        });
+    }
+
+    /// d = A′⁻¹v over all blocks, into d_.
+    void solve_all(const State& state, const Vec<S>& v) const {
+        d_.setZero();
+        for (std::size_t l = 0; l < layout_.num_blocks(); ++l)
+            add_solve(state, l, v, S(1), d_);
+    }
+
+    /// Block l's part of J_Δᵀg for Δ = −γ A′⁻¹v. At rank one, from four dot
+    /// products (one pass): with c = τ′ + ‖b‖², s = bᵀv/c = bᵀd, s_g = bᵀg/c = bᵀu,
+    ///   ∂L/∂b = (γ/τ′)(s g + s_g v − 2 s s_g b),
+    ///   ∂L/∂τ = γ uᵀd = γ (gᵀv − s bᵀg − s_g bᵀv + s s_g ‖b‖²)/τ′².
+    void block_hypergradient(const State& state, std::size_t l, const Vec<S>& v,
+                             const Eigen::Ref<const Vec<S>>& g, Eigen::Ref<Vec<S>> h) const {
+        const Block& block = layout_[l];
+        const S t = shifted_tau(state, l), gamma = state.gamma;
+        S dtau;
+        if (solver_of_[l] != kStreaming) {
+            const Block& bb = meta_layout_[2 * l];
+            Eigen::Map<Mat<S>> hB(h.data() + bb.offset, bb.rows, bb.cols);
+            dtau = solvers_[solver_of_[l]].hypergradient(
+                B_of(state.phi, l), t, rhs_view(v.data(), l), rhs_view(g.data(), l), gamma, hB);
+        } else {
+            const auto b = b_of(state.phi, l);
+            const auto vl = v.segment(block.offset, block.size());
+            const auto gl = g.segment(block.offset, block.size());
+            S bv = S(0), bg = S(0), bb = S(0), gv = S(0);
+            for_each_chunk(block.size(), [&](Index i, Index n) {
+                const auto bs = b.segment(i, n), vs = vl.segment(i, n), gs = gl.segment(i, n);
+                bv += bs.dot(vs);
+                bg += bs.dot(gs);
+                bb += bs.squaredNorm();
+                gv += gs.dot(vs);
+            });
+            const S c = t + bb, s = bv / c, sg = bg / c;
+            const S cg = gamma / t * s, cv = gamma / t * sg, cb = -S(2) * gamma / t * s * sg;
+            auto hb = b_of(h, l);
+            for_each_chunk(block.size(), [&](Index i, Index n) {
+                hb.segment(i, n) =
+                    cg * gl.segment(i, n) + cv * vl.segment(i, n) + cb * b.segment(i, n);
+            });
+            dtau = gamma * (gv - s * bg - sg * bv + s * sg * bb) / (t * t);
+        }
+        rho_of(h, l) = dtau * sigmoid(rho_of(state.phi, l));  // dτ′/dρ = dτ/dρ
+    }
+
+    /// Block l of a vector laid out like x as the p×c right-hand side of its
+    /// solves: W's shape per matrix, else the block as a column.
+    Eigen::Map<const Mat<S>> rhs_view(const S* x, std::size_t l) const {
+        const Index p = meta_layout_[2 * l].rows;
+        return {x + layout_[l].offset, p, layout_[l].size() / p};
+    }
+    Eigen::Map<Mat<S>> rhs_view(S* x, std::size_t l) const {
+        const Index p = meta_layout_[2 * l].rows;
+        return {x + layout_[l].offset, p, layout_[l].size() / p};
+    }
 
     auto B_of(const Vec<S>& phi, std::size_t l) const {
         const Block& bb = meta_layout_[2 * l];
         return Eigen::Map<const Mat<S>>(phi.data() + bb.offset, bb.rows, bb.cols);
     }
 
-    /// The workspace of matrix block l (the matrix blocks' workspaces, in order).
-    MatrixScratch& scratch(std::size_t l) const {
-        std::size_t k = 0;
-        for (std::size_t i = 0; i < l; ++i)
-            k += is_matrix(i);
-        return scratch_[k];
-    }
-
-    /// Factors A = B Bᵀ + τI of block l, forms A⁻¹ and D = A⁻¹M in its scratch
-    /// (unless they are there already for the same B, τ and M).
-    void solve_matrix(const State& state, std::size_t l) const {
-        MatrixScratch& w = scratch(l);
-        const auto B = B_of(state.phi, l);
-        const auto M = block_view(state.m, layout_[l]);
-        const S t = tau(state, l);
-        if (t == w.tau_used && B == w.B_used && M == w.M_used)
-            return;
-        w.B_used = B;
-        w.M_used = M;
-        w.tau_used = t;
-        w.gemm.multiply(B, false, B, true, w.A, false);
-        w.A.diagonal().array() += t;
-        w.llt.compute(w.A);  // reads the lower triangle; A is positive definite (τ > 0)
-        w.inverse.setIdentity();
-        for (Index j = 0; j < w.inverse.cols(); ++j) {
-            auto column = w.inverse.col(j);
-            w.llt.solveInPlace(column);
-        }
-        w.gemm.multiply(w.inverse, false, M, false, w.D, false);
-    }
-
-    /// ∂L/∂B = γ(U Dᵀ + D Uᵀ)B and ∂L/∂ρ = γ⟨U, D⟩·sigmoid(ρ) for matrix block l.
-    void matrix_hypergradient(const State& state, std::size_t l, const Eigen::Ref<const Vec<S>>& g,
-                              Eigen::Ref<Vec<S>> h) const {
-        MatrixScratch& w = scratch(l);
-        const Block& block = layout_[l];
-        solve_matrix(state, l);
-        w.gemm.multiply(w.inverse, false, block_view(g, block), false, w.U, false);
-        const auto B = B_of(state.phi, l);
-        const Block& bb = meta_layout_[2 * l];
-        Eigen::Map<Mat<S>> hB(h.data() + bb.offset, bb.rows, bb.cols);
-        w.gemm.multiply(w.U, false, w.D, true, w.C, false);  // U Dᵀ, p×p
-        w.A = w.C + w.C.transpose();                         // U Dᵀ + D Uᵀ (A is free now)
-        w.gemm.multiply(w.A, false, B, false, w.P, false);
-        hB = state.gamma * w.P;
-        const S dtau = state.gamma * w.U.cwiseProduct(w.D).sum();
-        rho_of(h, l) = dtau * sigmoid(rho_of(state.phi, l));
-    }
-
-    /// Block l's b (flat) and ρ inside φ or a vector laid out like it (h); Phi
+    /// Block l's B (flat) and ρ inside φ or a vector laid out like it (h); Phi
     /// is taken by reference, so a view of an Eigen::Ref never outlives it.
     template <class Phi>
     auto b_of(Phi& phi, std::size_t l) const {
@@ -374,8 +433,15 @@ private:
     Layout layout_;
     Options options_;
     Layout meta_layout_;
-    Mat<S> one_ = Mat<S>::Ones(1, 1), tau_min_ = Mat<S>::Constant(1, 1, options_.tau_min);
-    mutable std::vector<MatrixScratch> scratch_;  // of the matrix blocks; workspace, not state
+    std::vector<std::size_t> solver_of_;  // block → its solver, or kStreaming (rank one)
+    Mat<S> one_ = Mat<S>::Ones(1, 1),
+           tau_floor_ = Mat<S>::Constant(1, 1, options_.tau_min + options_.l2),
+           l1_ = Mat<S>::Constant(1, 1, options_.l1);
+    Vec<S> ones_;  // a leaf of ones for κ on the tape (L1)
+    // Workspace, not state: solvers of the blocks that are not rank one, v = m + λ₂x_prev,
+    // and with L1 d and the masked gradient.
+    mutable std::vector<LowRankSolver<S>> solvers_;
+    mutable Vec<S> v_, d_, g_active_;
 };
 
 }  // namespace detail
@@ -388,16 +454,19 @@ class Scaltra : public OnlineMeta<detail::ScaltraRule<S, typename MetaOpt::Optio
 public:
     using Base::Base;
 
-    /// Block l's learned τ, ‖b‖ and effective step size γ/τ (of the last move).
+    /// Block l's learned τ, ‖B‖ (Frobenius) and effective step size γ/(τ + λ₂), the
+    /// step along directions B does not touch (of the last move).
     S tau(std::size_t l) const { return this->rule().tau(this->state(), l); }
     S b_norm(std::size_t l) const {
         const Block& b = this->rule().meta_layout()[2 * l];
         return this->state().phi.segment(b.offset, b.size()).norm();
     }
-    S effective_step(std::size_t l) const { return this->state().gamma / tau(l); }
+    S effective_step(std::size_t l) const {
+        return this->state().gamma / this->rule().shifted_tau(this->state(), l);
+    }
 
     /// Calls f(name, value) for every learned quantity: per block "tau:<block>",
-    /// "b_norm:<block>" and "step:<block>" (γ/τ); what CsvLogger writes.
+    /// "b_norm:<block>" and "step:<block>" (γ/(τ + λ₂)); what CsvLogger writes.
     template <class F>
     void for_each_learned(F&& f) const {
         const Layout& layout = this->layout();

@@ -1,0 +1,109 @@
+// Solves with a low-rank-plus-identity curvature A = B Bᵀ + τI_p (B p×r) for a
+// right-hand side V (p×c), and the hypergradient of the step −γD, D = A⁻¹V, for
+// SCALTRA's rank-r and per-matrix curvatures (ALGORITHMS.md, "SCALTRA").
+//
+// When r < p, through the r×r capacitance matrix K = τI_r + BᵀB (Woodbury):
+//   D = (V − B S)/τ,  S = K⁻¹BᵀV,
+// and, because Bᵀ A⁻¹ = K⁻¹Bᵀ, S = BᵀD and S_g = K⁻¹BᵀG = BᵀU for U = A⁻¹G, so
+//   ∂⟨G, −γD⟩/∂B = γ(U Dᵀ + D Uᵀ)B = γ(U Sᵀ + D S_gᵀ)
+// with products of size p×c×r only. When r ≥ p, by a p×p Cholesky of A itself and
+// ∂⟨G, −γD⟩/∂B = γ(U Dᵀ + D Uᵀ)B. Either way ∂⟨G, −γD⟩/∂τ = γ⟨U, D⟩.
+//
+// Every product goes through a GemmWorkspace and the inverse of the factored
+// matrix is formed by vector solves (Eigen's triangular solve with a matrix
+// right-hand side allocates its packing buffers on every call), so after the
+// first call nothing allocates. The B, τ and V that D was made from are kept:
+// the hypergradient of a move reuses D when they are still bit-identical.
+#pragma once
+
+#include <Eigen/Cholesky>
+
+#include "../autodiff/gemm.hpp"
+#include "../core/types.hpp"
+
+namespace scaltra::detail {
+
+template <class S>
+class LowRankSolver {
+public:
+    LowRankSolver(Index p, Index r, Index c)
+        : woodbury_(r < p),
+          F_(Mat<S>::Identity(woodbury_ ? r : p, woodbury_ ? r : p)),
+          llt_(F_),  // of I: every member of the factor set before any copy
+          inverse_(F_.rows(), F_.cols()),
+          D_(p, c),
+          U_(p, c),
+          T_(woodbury_ ? r : 0, c),
+          Sv_(woodbury_ ? r : 0, c),
+          Sg_(woodbury_ ? r : 0, c),
+          C_(woodbury_ ? 0 : p, woodbury_ ? 0 : p),
+          B_used_(p, r),
+          V_used_(p, c) {}
+
+    /// True when it solves through the r×r capacitance matrix.
+    bool woodbury() const { return woodbury_; }
+
+    /// D = (B Bᵀ + τI)⁻¹ V.
+    template <class MB, class MV>
+    const Mat<S>& solve(const MB& B, S tau, const MV& V) {
+        if (tau == tau_used_ && B == B_used_ && V == V_used_)
+            return D_;
+        B_used_ = B;
+        V_used_ = V;
+        tau_used_ = tau;
+        if (woodbury_)
+            gemm_.multiply(B, true, B, false, F_, false);  // BᵀB
+        else
+            gemm_.multiply(B, false, B, true, F_, false);  // B Bᵀ
+        F_.diagonal().array() += tau;
+        llt_.compute(F_);  // positive definite: τ > 0
+        inverse_.setIdentity();
+        for (Index j = 0; j < inverse_.cols(); ++j) {
+            auto column = inverse_.col(j);
+            llt_.solveInPlace(column);
+        }
+        if (woodbury_) {
+            gemm_.multiply(B, true, V, false, T_, false);
+            gemm_.multiply(inverse_, false, T_, false, Sv_, false);  // S = K⁻¹BᵀV
+            gemm_.multiply(B, false, Sv_, false, D_, false);
+            D_ = (V - D_) / tau;
+        } else {
+            gemm_.multiply(inverse_, false, V, false, D_, false);
+        }
+        return D_;
+    }
+
+    /// Writes ∂⟨G, −γD⟩/∂B into hB (p×r) and returns ∂⟨G, −γD⟩/∂τ.
+    template <class MB, class MV, class MG, class MH>
+    S hypergradient(const MB& B, S tau, const MV& V, const MG& G, S gamma, MH&& hB) {
+        solve(B, tau, V);
+        if (woodbury_) {
+            gemm_.multiply(B, true, G, false, T_, false);
+            gemm_.multiply(inverse_, false, T_, false, Sg_, false);  // S_g = K⁻¹BᵀG
+            gemm_.multiply(B, false, Sg_, false, U_, false);
+            U_ = (G - U_) / tau;
+            gemm_.multiply(U_, false, Sv_, true, hB, false);
+            gemm_.multiply(D_, false, Sg_, true, hB, true);  // U Sᵀ + D S_gᵀ
+        } else {
+            gemm_.multiply(inverse_, false, G, false, U_, false);
+            gemm_.multiply(U_, false, D_, true, C_, false);
+            F_ = C_ + C_.transpose();  // U Dᵀ + D Uᵀ (F is free once factored)
+            gemm_.multiply(F_, false, B, false, hB, false);
+        }
+        hB *= gamma;
+        return gamma * U_.cwiseProduct(D_).sum();
+    }
+
+private:
+    bool woodbury_;
+    Mat<S> F_;  // K = τI_r + BᵀB (Woodbury) or A = B Bᵀ + τI_p, then scratch
+    Eigen::LLT<Mat<S>> llt_;
+    Mat<S> inverse_, D_, U_;
+    Mat<S> T_, Sv_, Sg_;  // Woodbury: BᵀV or BᵀG, S = K⁻¹BᵀV, S_g = K⁻¹BᵀG
+    Mat<S> C_;            // direct: U Dᵀ
+    Mat<S> B_used_, V_used_;
+    S tau_used_ = S(-1);  // no τ is negative: nothing solved yet
+    ad::detail::GemmWorkspace<S> gemm_;
+};
+
+}  // namespace scaltra::detail

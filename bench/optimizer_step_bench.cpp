@@ -71,6 +71,10 @@ void BM_AdaGrad(benchmark::State& state) {
 void BM_Scaltra(benchmark::State& state) {
     run_steps(state, scaltra::Scaltra<S>(state.range(0)), 11);
 }
+// Rank 4: B is n×4, the step goes through a 4×4 capacitance matrix (Woodbury).
+void BM_ScaltraRank4(benchmark::State& state) {
+    run_steps(state, scaltra::Scaltra<S>(state.range(0), {.rank = 4}), 29);
+}
 
 #define SCALTRA_SIZES ->Arg(10'000)->Arg(1'000'000)->Arg(10'000'000)->UseRealTime()
 BENCHMARK(BM_StreamTriad) SCALTRA_SIZES;
@@ -81,6 +85,7 @@ BENCHMARK(BM_AdamW) SCALTRA_SIZES;
 BENCHMARK(BM_RmsProp) SCALTRA_SIZES;
 BENCHMARK(BM_AdaGrad) SCALTRA_SIZES;
 BENCHMARK(BM_Scaltra) SCALTRA_SIZES;
+BENCHMARK(BM_ScaltraRank4) SCALTRA_SIZES;
 #undef SCALTRA_SIZES
 
 }  // namespace

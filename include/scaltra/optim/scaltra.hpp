@@ -240,9 +240,9 @@ public:
     }
 
     /// h = J_Δᵀ g for the last move. Without L1, per block with Δ = −γ A′⁻¹v. With
-    /// L1, Δ = γ(soft(z, κ) − x_prev), z = x_prev − d, κ = λ₁/τ′: where |z| > κ it is
-    /// x_prev-independent −γd − γκ sign(z), elsewhere constant, so g is masked to
-    /// the active set and ∂κ/∂τ′ = −λ₁/τ′² adds γ(λ₁/τ′²) Σ_active g sign(z) to ∂L/∂τ.
+    /// L1, Δ = γ(soft(z, κ) − x_prev), z = x_prev − d, κ = λ₁/τ′: where |z| > κ,
+    /// Δ = −γ(d + κ sign(z)); elsewhere Δ = −γ x_prev, free of φ. So g is masked to
+    /// the active set, and ∂κ/∂τ′ = −λ₁/τ′² adds γ(λ₁/τ′²) Σ_active g sign(z) to ∂L/∂τ.
     void hypergradient(const State& state, const Eigen::Ref<const Vec<S>>& g,
                        Eigen::Ref<Vec<S>> h) const {
         const Vec<S>& v = rhs(state);
@@ -301,8 +301,8 @@ public:
             }
             d = ad::reshape(d, block.size(), 1);  // column-major, as the block in x
             ad::Var<S> step;
-            if (options_.l1
-                > S(0)) {  // γ(soft(z, κ) − x_prev), soft(z, κ) = relu(z − κ) − relu(−z − κ)
+            // With L1: γ(soft(z, κ) − x_prev), soft(z, κ) = relu(z − κ) − relu(−z − κ).
+            if (options_.l1 > S(0)) {
                 const ad::Var<S> x_prev =
                     tape.leaf(state.x_prev.data() + block.offset, block.size(), 1);
                 const ad::Var<S> kappa = ad::scale(tape.leaf(ones_.data(), block.size(), 1),

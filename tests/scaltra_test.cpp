@@ -225,6 +225,56 @@ TEMPLATE_TEST_CASE("S3: the closed form and the tape take the same trajectory", 
     CHECK((e.state().phi - k.state().phi).norm() <= tol * e.state().phi.norm());
 }
 
+TEMPLATE_TEST_CASE("SCALTRA's fused step equals the separate steps, bit for bit", "[scaltra]",
+                   float, double) {
+    using S = TestType;
+    using Rule = scaltra::detail::ScaltraRule<S, scaltra::AdamOptions<S>>;
+    scaltra::Layout layout;
+    layout.add("W", 40, 30).add("b", 40);  // 1200 elements: pieces of 512, 512 and 176
+    scaltra::Rng rng(12);
+    const Vec<S> g = rng.normal_vector<S>(layout.size());
+    const Vec<S> x0 = rng.normal_vector<S>(layout.size());
+    for (const scaltra::AdamOptions<S>& meta_options :
+         {scaltra::AdamOptions<S>{.lr = S(1e-2)},
+          scaltra::AdamOptions<S>{.lr = S(1e-2), .weight_decay = S(0.1), .amsgrad = true}}) {
+        const Rule rule(layout, {});
+        auto separate = rule.initial_state();
+        separate.phi = rng.normal_vector<S>(separate.phi.size());
+        separate.m = rng.normal_vector<S>(layout.size());
+        separate.step = 3;
+        auto fused = separate;
+        scaltra::Adam<S> meta_separate(rule.meta_layout(), meta_options);
+        Vec<S> warm = rng.normal_vector<S>(separate.phi.size()), warm_phi = separate.phi;
+        meta_separate.update(warm_phi, warm);  // non-zero moments
+        scaltra::Adam<S> meta_fused = meta_separate;
+        Vec<S> x_separate = x0, x_fused = x0, h(separate.phi.size());
+        rule.hypergradient(separate, g, h);  // what OnlineMeta runs without the fusion
+        meta_separate.update(separate.phi, h);
+        rule.observe(separate, x_separate, g);
+        rule.move(separate, x_separate);
+        REQUIRE(rule.fused_apply(fused, meta_fused, x_fused, g));
+        CHECK(x_fused == x_separate);
+        CHECK(scaltra::bitwise_equal(fused, separate));
+        CHECK(scaltra::bitwise_equal(meta_fused.state(), meta_separate.state()));
+    }
+    // Rank 2, per matrix or a penalty: not fused, and nothing changed.
+    for (const scaltra::ScaltraOptions<S>& options :
+         {scaltra::ScaltraOptions<S>{.rank = 2},
+          scaltra::ScaltraOptions<S>{.curvature = scaltra::Curvature::per_matrix},
+          scaltra::ScaltraOptions<S>{.l2 = S(0.1)}}) {
+        const Rule rule(layout, options);
+        auto state = rule.initial_state();
+        state.step = 1;
+        const auto before = state;
+        scaltra::Adam<S> meta(rule.meta_layout());
+        Vec<S> x = x0;
+        CHECK_FALSE(rule.fused_apply(state, meta, x, g));
+        CHECK(scaltra::bitwise_equal(state, before));
+        CHECK(meta.state().step == 0);
+        CHECK(x == x0);
+    }
+}
+
 TEMPLATE_TEST_CASE("S4: at the true curvature one step reaches the minimum, hypergradient 0",
                    "[scaltra]", float, double) {
     using S = TestType;

@@ -74,6 +74,55 @@ public:
 
     using Base::Base;
 
+    /// The constants of one step, from begin_step().
+    struct StepConstants {
+        S b1, b2, eps, wd, step_size, bc2_sqrt, decay;
+    };
+
+    /// One step applied piece by piece, for an optimizer that fuses this step with
+    /// the pass that makes its gradient (SCALTRA's meta-step): begin_step() counts
+    /// the step and returns its constants, then apply_piece(k, i, xs, gs) updates
+    /// the elements [i, i + len) of x (the array xs) and of the state given their
+    /// gradient gs. Nothing is checked: the caller has checked sizes and
+    /// finiteness. apply() is exactly these two over the whole vector.
+    StepConstants begin_step() {
+        auto& st = this->state_;
+        const Options& o = this->options();
+        const S lr = o.lr(st.step);
+        ++st.step;
+        return {o.beta1,
+                o.beta2,
+                o.eps,
+                o.weight_decay,
+                lr / (S(1) - std::pow(o.beta1, S(st.step))),
+                std::sqrt(S(1) - std::pow(o.beta2, S(st.step))),
+                S(1) - lr * o.weight_decay};
+    }
+    template <class XS, class GS>
+    void apply_piece(const StepConstants& k, Index i, XS&& xs, const GS& gs) {
+        auto& st = this->state_;
+        const Index len = xs.size();
+        auto ms = st.m.segment(i, len).array();
+        auto vs = st.v.segment(i, len).array();
+        if (!Decoupled && k.wd != S(0)) {
+            const auto gd = gs + k.wd * xs;
+            ms = k.b1 * ms + (S(1) - k.b1) * gd;
+            vs = k.b2 * vs + (S(1) - k.b2) * gd.square();
+        } else {
+            if (Decoupled && k.wd != S(0))
+                xs *= k.decay;
+            ms = k.b1 * ms + (S(1) - k.b1) * gs;
+            vs = k.b2 * vs + (S(1) - k.b2) * gs.square();
+        }
+        if (this->options().amsgrad) {
+            auto vmax = st.v_max.segment(i, len).array();
+            vmax = vmax.max(vs);
+            xs -= k.step_size * ms / (vmax.sqrt() / k.bc2_sqrt + k.eps);
+        } else {
+            xs -= k.step_size * ms / (vs.sqrt() / k.bc2_sqrt + k.eps);
+        }
+    }
+
 private:
     static AdamState<S> initial_state(const Layout& layout, const Options& options) {
         const Index n = layout.size();
@@ -81,37 +130,9 @@ private:
     }
 
     void apply(Eigen::Ref<Vec<S>> x, const Eigen::Ref<const Vec<S>>& g) {
-        auto& st = this->state_;
-        const Options& o = this->options();
-        const S lr = o.lr(st.step);
-        ++st.step;
-        const S b1 = o.beta1, b2 = o.beta2, eps = o.eps;
-        const S wd = o.weight_decay;
-        const S step_size = lr / (S(1) - std::pow(b1, S(st.step)));
-        const S bc2_sqrt = std::sqrt(S(1) - std::pow(b2, S(st.step)));
-        const S decay = S(1) - lr * wd;
+        const StepConstants k = begin_step();
         for_each_chunk(x.size(), [&](Index i, Index len) {
-            auto xs = x.segment(i, len).array();
-            auto ms = st.m.segment(i, len).array();
-            auto vs = st.v.segment(i, len).array();
-            const auto gs = g.segment(i, len).array();
-            if (!Decoupled && wd != S(0)) {
-                const auto gd = gs + wd * xs;
-                ms = b1 * ms + (S(1) - b1) * gd;
-                vs = b2 * vs + (S(1) - b2) * gd.square();
-            } else {
-                if (Decoupled && wd != S(0))
-                    xs *= decay;
-                ms = b1 * ms + (S(1) - b1) * gs;
-                vs = b2 * vs + (S(1) - b2) * gs.square();
-            }
-            if (o.amsgrad) {
-                auto vmax = st.v_max.segment(i, len).array();
-                vmax = vmax.max(vs);
-                xs -= step_size * ms / (vmax.sqrt() / bc2_sqrt + eps);
-            } else {
-                xs -= step_size * ms / (vs.sqrt() / bc2_sqrt + eps);
-            }
+            apply_piece(k, i, x.segment(i, len).array(), g.segment(i, len).array());
         });
     }
 };

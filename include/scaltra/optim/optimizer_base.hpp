@@ -39,13 +39,15 @@ enum class NonFinitePolicy {
 
 namespace detail {
 
-/// Calls f(offset, length) over [0, n) in L1-sized pieces, so that several Eigen
-/// expressions on the same piece cost one pass over memory.
+/// The length of for_each_chunk's pieces.
+inline constexpr Index kChunk = 512;
+
+/// Calls f(offset, length) over [0, n) in L1-sized pieces (at most kChunk), so
+/// that several Eigen expressions on the same piece cost one pass over memory.
 template <class F>
 void for_each_chunk(Index n, F&& f) {
-    constexpr Index chunk = 512;
-    for (Index i = 0; i < n; i += chunk)
-        f(i, std::min(chunk, n - i));
+    for (Index i = 0; i < n; i += kChunk)
+        f(i, std::min(kChunk, n - i));
 }
 
 /// The checked evaluation every step starts with: x's size, f into the zeroed

@@ -159,6 +159,7 @@ public:
                 solvers_.emplace_back(p, r, matrix ? block.cols : 1);
             largest = std::max(largest, block.size());
         }
+        fused_.resize(layout_.num_blocks());
         if (regularised())
             v_.resize(layout_.size());
         if (options_.l1 > S(0)) {
@@ -206,9 +207,7 @@ public:
                  const Eigen::Ref<const Vec<S>>& g) const {
         state.m = options_.beta * state.m + (S(1) - options_.beta) * g;
         if (state.step > 0)
-            state.gamma = options_.gamma_rule == GammaRule::sca
-                              ? state.gamma * (S(1) - options_.epsilon * state.gamma)
-                              : options_.gamma_decay * state.gamma;
+            state.gamma = next_gamma(state);
         if (regularised())
             state.x_prev = x;
     }
@@ -268,6 +267,59 @@ public:
         }
     }
 
+    /// Steps 2–4 of the online loop (hypergradient, meta-step, momentum and γ,
+    /// move) in three passes per block instead of about eight, when every block is
+    /// rank one without penalties and the meta-optimizer steps piecewise (Adam):
+    ///   A. the hypergradient's four dot products, and bounds proving h finite;
+    ///   B. per chunk: h into a buffer, the meta-step on b, m ← βm + (1−β)g, and
+    ///      the move's dot products of the new b and m;
+    ///   C. the move.
+    /// Same chunks, same expressions: the result is the separate steps', bit for
+    /// bit. Returns false, having changed nothing, when it does not apply or h
+    /// might not be finite (the separate steps then decide what to do).
+    template <class MetaOpt>
+    bool fused_apply(State& state, MetaOpt& meta, Eigen::Ref<Vec<S>> x,
+                     const Eigen::Ref<const Vec<S>>& g) const {
+        if constexpr (!requires { meta.begin_step(); }) {
+            return false;
+        } else {
+            if (regularised() || !solvers_.empty())
+                return false;
+            for (std::size_t l = 0; l < layout_.num_blocks(); ++l)  // A
+                if (!fused_coefficients(state, l, g, fused_[l]))
+                    return false;
+            const auto k = meta.begin_step();
+            const S gamma = next_gamma(state);
+            state.gamma = gamma;  // the moves below use the new γ, as after observe()
+            std::array<S, kChunk> buffer;
+            for (std::size_t l = 0; l < layout_.num_blocks(); ++l) {
+                const Block& block = layout_[l];
+                const FusedBlock& c = fused_[l];
+                const Index rho_at = meta_layout_[2 * l + 1].offset;
+                Eigen::Array<S, 1, 1> h_rho;
+                h_rho(0) = c.h_rho;
+                meta.apply_piece(k, rho_at, state.phi.segment(rho_at, 1).array(), h_rho);
+                const Index b_at = meta_layout_[2 * l].offset;
+                auto m = state.m.segment(block.offset, block.size());
+                const auto gl = g.segment(block.offset, block.size());
+                S bm = S(0), bb = S(0);
+                for_each_chunk(block.size(), [&](Index i, Index n) {  // B
+                    auto b = state.phi.segment(b_at + i, n);
+                    Eigen::Map<Vec<S>> h(buffer.data(), n);
+                    h = c.cg * gl.segment(i, n) + c.cv * m.segment(i, n) + c.cb * b;
+                    meta.apply_piece(k, b_at + i, b.array(), h.array());
+                    m.segment(i, n) =
+                        options_.beta * m.segment(i, n) + (S(1) - options_.beta) * gl.segment(i, n);
+                    bm += b.dot(m.segment(i, n));
+                    bb += b.squaredNorm();
+                });
+                const S t = shifted_tau(state, l);
+                add_rank_one(state, l, state.m, bm / (t + bb), -gamma / t, x);  // C
+            }
+            return true;
+        }
+    }
+
     /// Δ(φ) on the tape, blocks stacked into one column: −γ A′⁻¹v by the same
     /// formulas as the closed form (Sherman–Morrison, Woodbury or a dense solve),
     /// soft-thresholded with L1.
@@ -323,6 +375,54 @@ private:
 
     bool regularised() const { return options_.l1 > S(0) || options_.l2 > S(0); }
 
+    S next_gamma(const State& state) const {
+        return options_.gamma_rule == GammaRule::sca
+                   ? state.gamma * (S(1) - options_.epsilon * state.gamma)
+                   : options_.gamma_decay * state.gamma;
+    }
+
+    /// A rank-one block's hypergradient: h_b = cg·g + cv·v + cb·b, and h_ρ.
+    struct FusedBlock {
+        S cg, cv, cb, h_rho;
+    };
+
+    /// Pass A of fused_apply for block l (v = m): the coefficients of h, and
+    /// whether h is surely finite: |h_b| ≤ |cg|·max|g| + |cv|·max|m| + |cb|·max|b|.
+    bool fused_coefficients(const State& state, std::size_t l, const Eigen::Ref<const Vec<S>>& g,
+                            FusedBlock& out) const {
+        const Block& block = layout_[l];
+        const auto b = b_of(state.phi, l);
+        const auto vl = state.m.segment(block.offset, block.size());
+        const auto gl = g.segment(block.offset, block.size());
+        S bv = S(0), bg = S(0), bb = S(0), gv = S(0), g_max = S(0), v_max = S(0), b_max = S(0);
+        for_each_chunk(block.size(), [&](Index i, Index n) {
+            const auto bs = b.segment(i, n), vs = vl.segment(i, n), gs = gl.segment(i, n);
+            bv += bs.dot(vs);
+            bg += bs.dot(gs);
+            bb += bs.squaredNorm();
+            gv += gs.dot(vs);
+            g_max = std::max(g_max, gs.cwiseAbs().maxCoeff());
+            v_max = std::max(v_max, vs.cwiseAbs().maxCoeff());
+            b_max = std::max(b_max, bs.cwiseAbs().maxCoeff());
+        });
+        out = rank_one_coefficients(state, l, bv, bg, bb, gv);
+        const S bound =
+            std::abs(out.cg) * g_max + std::abs(out.cv) * v_max + std::abs(out.cb) * b_max;
+        return std::isfinite(out.h_rho) && bound < std::numeric_limits<S>::max() / S(4);
+    }
+
+    /// From the four dot products (c = τ′ + ‖b‖², s = bᵀv/c = bᵀd, s_g = bᵀg/c = bᵀu):
+    ///   ∂L/∂b = (γ/τ′)(s g + s_g v − 2 s s_g b),
+    ///   ∂L/∂τ = γ uᵀd = γ (gᵀv − s bᵀg − s_g bᵀv + s s_g ‖b‖²)/τ′², ∂L/∂ρ = ∂L/∂τ·sigmoid(ρ).
+    FusedBlock rank_one_coefficients(const State& state, std::size_t l, S bv, S bg, S bb,
+                                     S gv) const {
+        const S t = shifted_tau(state, l), gamma = state.gamma;
+        const S c = t + bb, s = bv / c, sg = bg / c;
+        const S dtau = gamma * (gv - s * bg - sg * bv + s * sg * bb) / (t * t);
+        return {gamma / t * s, gamma / t * sg, -S(2) * gamma / t * s * sg,
+                dtau * sigmoid(rho_of(state.phi, l))};  // dτ′/dρ = dτ/dρ
+    }
+
     /// The right-hand side v = m + λ₂ x_prev (m itself without L2).
     const Vec<S>& rhs(const State& state) const {
         if (options_.l2 == S(0))
@@ -351,7 +451,15 @@ private:
             bv += bs.dot(vl.segment(i, n));
             bb += bs.squaredNorm();
         });
-        const S s = bv / (t + bb), step = alpha / t;
+        add_rank_one(state, l, v, bv / (t + bb), alpha / t, target);
+    }
+
+    /// The update pass of a rank-one solve: target += step·(v − s b) over block l.
+    void add_rank_one(const State& state, std::size_t l, const Vec<S>& v, S s, S step,
+                      Eigen::Ref<Vec<S>> target) const {
+        const Block& block = layout_[l];
+        const auto b = b_of(state.phi, l);
+        const auto vl = v.segment(block.offset, block.size());
         auto tl = target.segment(block.offset, block.size());
         for_each_chunk(block.size(), [&](Index i, Index n) {
             tl.segment(i, n) += step * (vl.segment(i, n) - s * b.segment(i, n));
@@ -365,42 +473,38 @@ private:
             add_solve(state, l, v, S(1), d_);
     }
 
-    /// Block l's part of J_Δᵀg for Δ = −γ A′⁻¹v. At rank one, from four dot
-    /// products (one pass): with c = τ′ + ‖b‖², s = bᵀv/c = bᵀd, s_g = bᵀg/c = bᵀu,
-    ///   ∂L/∂b = (γ/τ′)(s g + s_g v − 2 s s_g b),
-    ///   ∂L/∂τ = γ uᵀd = γ (gᵀv − s bᵀg − s_g bᵀv + s s_g ‖b‖²)/τ′².
+    /// Block l's part of J_Δᵀg for Δ = −γ A′⁻¹v: at rank one from four dot products
+    /// (one pass, rank_one_coefficients), else by the block's LowRankSolver.
     void block_hypergradient(const State& state, std::size_t l, const Vec<S>& v,
                              const Eigen::Ref<const Vec<S>>& g, Eigen::Ref<Vec<S>> h) const {
         const Block& block = layout_[l];
-        const S t = shifted_tau(state, l), gamma = state.gamma;
-        S dtau;
         if (solver_of_[l] != kStreaming) {
             const Block& bb = meta_layout_[2 * l];
             Eigen::Map<Mat<S>> hB(h.data() + bb.offset, bb.rows, bb.cols);
-            dtau = solvers_[solver_of_[l]].hypergradient(
-                B_of(state.phi, l), t, rhs_view(v.data(), l), rhs_view(g.data(), l), gamma, hB);
-        } else {
-            const auto b = b_of(state.phi, l);
-            const auto vl = v.segment(block.offset, block.size());
-            const auto gl = g.segment(block.offset, block.size());
-            S bv = S(0), bg = S(0), bb = S(0), gv = S(0);
-            for_each_chunk(block.size(), [&](Index i, Index n) {
-                const auto bs = b.segment(i, n), vs = vl.segment(i, n), gs = gl.segment(i, n);
-                bv += bs.dot(vs);
-                bg += bs.dot(gs);
-                bb += bs.squaredNorm();
-                gv += gs.dot(vs);
-            });
-            const S c = t + bb, s = bv / c, sg = bg / c;
-            const S cg = gamma / t * s, cv = gamma / t * sg, cb = -S(2) * gamma / t * s * sg;
-            auto hb = b_of(h, l);
-            for_each_chunk(block.size(), [&](Index i, Index n) {
-                hb.segment(i, n) =
-                    cg * gl.segment(i, n) + cv * vl.segment(i, n) + cb * b.segment(i, n);
-            });
-            dtau = gamma * (gv - s * bg - sg * bv + s * sg * bb) / (t * t);
+            const S dtau = solvers_[solver_of_[l]].hypergradient(
+                B_of(state.phi, l), shifted_tau(state, l), rhs_view(v.data(), l),
+                rhs_view(g.data(), l), state.gamma, hB);
+            rho_of(h, l) = dtau * sigmoid(rho_of(state.phi, l));  // dτ′/dρ = dτ/dρ
+            return;
         }
-        rho_of(h, l) = dtau * sigmoid(rho_of(state.phi, l));  // dτ′/dρ = dτ/dρ
+        const auto b = b_of(state.phi, l);
+        const auto vl = v.segment(block.offset, block.size());
+        const auto gl = g.segment(block.offset, block.size());
+        S bv = S(0), bg = S(0), bb = S(0), gv = S(0);
+        for_each_chunk(block.size(), [&](Index i, Index n) {
+            const auto bs = b.segment(i, n), vs = vl.segment(i, n), gs = gl.segment(i, n);
+            bv += bs.dot(vs);
+            bg += bs.dot(gs);
+            bb += bs.squaredNorm();
+            gv += gs.dot(vs);
+        });
+        const FusedBlock c = rank_one_coefficients(state, l, bv, bg, bb, gv);
+        auto hb = b_of(h, l);
+        for_each_chunk(block.size(), [&](Index i, Index n) {
+            hb.segment(i, n) =
+                c.cg * gl.segment(i, n) + c.cv * vl.segment(i, n) + c.cb * b.segment(i, n);
+        });
+        rho_of(h, l) = c.h_rho;
     }
 
     /// Block l of a vector laid out like x as the p×c right-hand side of its
@@ -442,6 +546,7 @@ private:
     // and with L1 d and the masked gradient.
     mutable std::vector<LowRankSolver<S>> solvers_;
     mutable Vec<S> v_, d_, g_active_;
+    mutable std::vector<FusedBlock> fused_;  // fused_apply's pass A, per block
 };
 
 }  // namespace detail

@@ -9,17 +9,24 @@
 // with products of size p×c×r only. When r ≥ p, by a p×p Cholesky of A itself and
 // ∂⟨G, −γD⟩/∂B = γ(U Dᵀ + D Uᵀ)B. Either way ∂⟨G, −γD⟩/∂τ = γ⟨U, D⟩.
 //
-// Every product goes through a GemmWorkspace and the inverse of the factored
-// matrix is formed by vector solves (Eigen's triangular solve with a matrix
-// right-hand side allocates its packing buffers on every call), so after the
-// first call nothing allocates. The B, τ and V that D was made from are kept:
-// the hypergradient of a move reuses D when they are still bit-identical.
+// LowRankSolver takes any shape: every product goes through a GemmWorkspace and
+// the inverse of the factored matrix is formed by vector solves (Eigen's
+// triangular solve with a matrix right-hand side allocates its packing buffers
+// on every call), so after the first call nothing allocates. The B, τ and V
+// that D was made from are kept: the hypergradient of a move reuses D when they
+// are still bit-identical. StreamingWoodbury serves a block taken as one column
+// (c = 1, r < p, a long vector at rank r > 1) in passes over B, a chunk at a
+// time, with no p-sized scratch: one pass for the Gram products BᵀB, Bᵀv (and
+// Bᵀg), one for the update (or for ∂B and ⟨u, d⟩).
 #pragma once
+
+#include <array>
 
 #include <Eigen/Cholesky>
 
 #include "../autodiff/gemm.hpp"
 #include "../core/types.hpp"
+#include "optimizer_base.hpp"
 
 namespace scaltra::detail {
 
@@ -104,6 +111,82 @@ private:
     Mat<S> B_used_, V_used_;
     S tau_used_ = S(-1);  // no τ is negative: nothing solved yet
     ad::detail::GemmWorkspace<S> gemm_;
+};
+
+template <class S>
+class StreamingWoodbury {
+public:
+    explicit StreamingWoodbury(Index r)
+        : K_(Mat<S>::Identity(r, r)), llt_(K_), s_v_(r), s_g_(r), t_v_(r), t_g_(r) {}
+
+    /// target += α (B Bᵀ + τI)⁻¹ v = α (v − B s)/τ, s = K⁻¹Bᵀv.
+    template <class MB, class V, class T>
+    void add_solve(const MB& B, S tau, const V& v, S alpha, T&& target) {
+        gram(B, tau, v, v, false);
+        std::array<S, kChunk> buffer;
+        for_each_chunk(v.size(), [&](Index i, Index n) {
+            Eigen::Map<Vec<S>> d(buffer.data(), n);
+            d = v.segment(i, n);
+            for (Index j = 0; j < B.cols(); ++j)
+                d -= s_v_[j] * B.col(j).segment(i, n);
+            target.segment(i, n) += (alpha / tau) * d;
+        });
+    }
+
+    /// hB = γ(u s_vᵀ + d s_gᵀ) (B's shape), returns γ⟨u, d⟩, for d = A⁻¹v, u = A⁻¹g.
+    template <class MB, class V, class G, class MH>
+    S hypergradient(const MB& B, S tau, const V& v, const G& g, S gamma, MH&& hB) {
+        gram(B, tau, v, g, true);
+        std::array<S, kChunk> d_buffer, u_buffer;
+        S ud = S(0);
+        for_each_chunk(v.size(), [&](Index i, Index n) {
+            Eigen::Map<Vec<S>> d(d_buffer.data(), n), u(u_buffer.data(), n);
+            d = v.segment(i, n);
+            u = g.segment(i, n);
+            for (Index j = 0; j < B.cols(); ++j) {
+                d -= s_v_[j] * B.col(j).segment(i, n);
+                u -= s_g_[j] * B.col(j).segment(i, n);
+            }
+            d /= tau;
+            u /= tau;
+            for (Index j = 0; j < B.cols(); ++j)
+                hB.col(j).segment(i, n) = (gamma * s_v_[j]) * u + (gamma * s_g_[j]) * d;
+            ud += u.dot(d);
+        });
+        return gamma * ud;
+    }
+
+private:
+    /// One pass: K = τI + BᵀB, t_v = Bᵀv (and t_g = Bᵀg), then s_v = K⁻¹t_v (and s_g).
+    template <class MB, class V, class G>
+    void gram(const MB& B, S tau, const V& v, const G& g, bool with_g) {
+        const Index r = B.cols();
+        K_.setZero();
+        t_v_.setZero();
+        t_g_.setZero();
+        for_each_chunk(v.size(), [&](Index i, Index n) {
+            for (Index j = 0; j < r; ++j) {
+                const auto bj = B.col(j).segment(i, n);
+                for (Index k = 0; k <= j; ++k)
+                    K_(j, k) += bj.dot(B.col(k).segment(i, n));
+                t_v_[j] += bj.dot(v.segment(i, n));
+                if (with_g)
+                    t_g_[j] += bj.dot(g.segment(i, n));
+            }
+        });
+        K_.diagonal().array() += tau;
+        llt_.compute(K_);  // reads the lower triangle, filled above
+        s_v_ = t_v_;
+        llt_.solveInPlace(s_v_);
+        if (with_g) {
+            s_g_ = t_g_;
+            llt_.solveInPlace(s_g_);
+        }
+    }
+
+    Mat<S> K_;
+    Eigen::LLT<Mat<S>> llt_;
+    Vec<S> s_v_, s_g_, t_v_, t_g_;
 };
 
 }  // namespace scaltra::detail

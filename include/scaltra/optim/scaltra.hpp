@@ -154,9 +154,15 @@ public:
             const Index r = matrix ? block.cols : options_.rank;
             meta_layout_.add(concat(matrix ? "B:" : "b:", block.name), p, r);
             meta_layout_.add(concat("rho:", block.name), 1);
-            solver_of_.push_back(matrix || r > 1 ? solvers_.size() : kStreaming);
-            if (solver_of_.back() != kStreaming)
+            if (!matrix && r == 1) {
+                solve_of_.push_back({Path::rank_one, 0});
+            } else if (!matrix && r < p) {
+                solve_of_.push_back({Path::column, columns_.size()});
+                columns_.emplace_back(r);
+            } else {
+                solve_of_.push_back({Path::general, solvers_.size()});
                 solvers_.emplace_back(p, r, matrix ? block.cols : 1);
+            }
             largest = std::max(largest, block.size());
         }
         fused_.resize(layout_.num_blocks());
@@ -283,7 +289,7 @@ public:
         if constexpr (!requires { meta.begin_step(); }) {
             return false;
         } else {
-            if (regularised() || !solvers_.empty())
+            if (regularised() || !columns_.empty() || !solvers_.empty())
                 return false;
             for (std::size_t l = 0; l < layout_.num_blocks(); ++l)  // A
                 if (!fused_coefficients(state, l, g, fused_[l]))
@@ -371,7 +377,14 @@ public:
     }
 
 private:
-    static constexpr std::size_t kStreaming = std::numeric_limits<std::size_t>::max();
+    /// How block l's solves run: rank one in two passes of its own; a block taken
+    /// as one column at rank r < p by StreamingWoodbury; any other shape (per
+    /// matrix, or r ≥ p) by LowRankSolver.
+    enum class Path { rank_one, column, general };
+    struct BlockSolve {
+        Path path;
+        std::size_t index;  // into columns_ or solvers_
+    };
 
     bool regularised() const { return options_.l1 > S(0) || options_.l2 > S(0); }
 
@@ -437,10 +450,17 @@ private:
                    Eigen::Ref<Vec<S>> target) const {
         const Block& block = layout_[l];
         const S t = shifted_tau(state, l);
-        if (solver_of_[l] != kStreaming) {
+        const BlockSolve how = solve_of_[l];
+        if (how.path == Path::general) {
             const Mat<S>& D =
-                solvers_[solver_of_[l]].solve(B_of(state.phi, l), t, rhs_view(v.data(), l));
+                solvers_[how.index].solve(B_of(state.phi, l), t, rhs_view(v.data(), l));
             rhs_view(target.data(), l) += alpha * D;
+            return;
+        }
+        if (how.path == Path::column) {
+            columns_[how.index].add_solve(B_of(state.phi, l), t,
+                                          v.segment(block.offset, block.size()), alpha,
+                                          target.segment(block.offset, block.size()));
             return;
         }
         const auto b = b_of(state.phi, l);
@@ -478,12 +498,18 @@ private:
     void block_hypergradient(const State& state, std::size_t l, const Vec<S>& v,
                              const Eigen::Ref<const Vec<S>>& g, Eigen::Ref<Vec<S>> h) const {
         const Block& block = layout_[l];
-        if (solver_of_[l] != kStreaming) {
+        const BlockSolve how = solve_of_[l];
+        if (how.path != Path::rank_one) {
             const Block& bb = meta_layout_[2 * l];
             Eigen::Map<Mat<S>> hB(h.data() + bb.offset, bb.rows, bb.cols);
-            const S dtau = solvers_[solver_of_[l]].hypergradient(
-                B_of(state.phi, l), shifted_tau(state, l), rhs_view(v.data(), l),
-                rhs_view(g.data(), l), state.gamma, hB);
+            const S t = shifted_tau(state, l);
+            const S dtau = how.path == Path::column
+                               ? columns_[how.index].hypergradient(
+                                   B_of(state.phi, l), t, v.segment(block.offset, block.size()),
+                                   g.segment(block.offset, block.size()), state.gamma, hB)
+                               : solvers_[how.index].hypergradient(
+                                   B_of(state.phi, l), t, rhs_view(v.data(), l),
+                                   rhs_view(g.data(), l), state.gamma, hB);
             rho_of(h, l) = dtau * sigmoid(rho_of(state.phi, l));  // dτ′/dρ = dτ/dρ
             return;
         }
@@ -537,13 +563,14 @@ private:
     Layout layout_;
     Options options_;
     Layout meta_layout_;
-    std::vector<std::size_t> solver_of_;  // block → its solver, or kStreaming (rank one)
+    std::vector<BlockSolve> solve_of_;
     Mat<S> one_ = Mat<S>::Ones(1, 1),
            tau_floor_ = Mat<S>::Constant(1, 1, options_.tau_min + options_.l2),
            l1_ = Mat<S>::Constant(1, 1, options_.l1);
     Vec<S> ones_;  // a leaf of ones for κ on the tape (L1)
-    // Workspace, not state: solvers of the blocks that are not rank one, v = m + λ₂x_prev,
+    // Workspace, not state: the solvers of the blocks that are not rank one, v = m + λ₂x_prev,
     // and with L1 d and the masked gradient.
+    mutable std::vector<StreamingWoodbury<S>> columns_;
     mutable std::vector<LowRankSolver<S>> solvers_;
     mutable Vec<S> v_, d_, g_active_;
     mutable std::vector<FusedBlock> fused_;  // fused_apply's pass A, per block

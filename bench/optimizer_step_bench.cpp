@@ -72,6 +72,8 @@ void BM_Scaltra(benchmark::State& state) {
     run_steps(state, scaltra::Scaltra<S>(state.range(0)), 11);
 }
 // Rank 4: B is n×4, the step goes through a 4×4 capacitance matrix (Woodbury).
+// Streams: x, g, m read and x, m written, and B with its two meta-Adam moments
+// read and written (3·4 each way): 29.
 void BM_ScaltraRank4(benchmark::State& state) {
     run_steps(state, scaltra::Scaltra<S>(state.range(0), {.rank = 4}), 29);
 }

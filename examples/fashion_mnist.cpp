@@ -275,13 +275,14 @@ std::string products() {
     std::exit(2);
 }
 
-double parse_number(const char* text, const char* flag, bool integer) {
+double parse_number(const char* text, const char* flag, bool integer, bool zero_allowed = false) {
     char* end = nullptr;
     errno = 0;
     const double v = std::strtod(text, &end);
-    if (end == text || *end != '\0' || errno != 0 || !(v > 0) || (integer && v != std::floor(v)))
-        usage((std::string(flag) + " needs a positive " + (integer ? "integer" : "number")
-               + ", got '" + text + "'")
+    if (end == text || *end != '\0' || errno != 0 || !(v > 0 || (zero_allowed && v == 0))
+        || (integer && v != std::floor(v)))
+        usage((std::string(flag) + " needs a " + (zero_allowed ? "non-negative " : "positive ")
+               + (integer ? "integer" : "number") + ", got '" + text + "'")
                   .c_str());
     return v;
 }
@@ -316,9 +317,9 @@ Settings parse(int argc, char** argv) {
         else if (flag == "--meta-lr")
             s.meta_lr = parse_number(value, "--meta-lr", false);
         else if (flag == "--beta")
-            s.beta = parse_number(value, "--beta", false);
+            s.beta = parse_number(value, "--beta", false, true);
         else if (flag == "--epsilon")
-            s.epsilon = parse_number(value, "--epsilon", false);
+            s.epsilon = parse_number(value, "--epsilon", false, true);
         else if (flag == "--gamma-rule") {
             const std::string rule = value;
             if (rule != "sca" && rule != "geometric")

@@ -69,17 +69,19 @@ long allocations_during(F&& work) {
     return allocations.load() - before;
 }
 
+/// Allocations in `steps` steps (of both forms) on the sphere, after a first one.
 template <class Opt>
 long allocations_per_steps(Opt& opt, int steps) {
     using S = typename Opt::Scalar;
-    const scaltra::problems::IllConditionedQuadratic<S> quadratic(1000, 10.0, 1);
-    scaltra::Vec<S> x = scaltra::Vec<S>::Ones(1000);
-    scaltra::Vec<S> g(1000);
-    opt.step(x, quadratic);  // the first step may allocate (none of ours do)
+    const scaltra::Index n = opt.layout().size();
+    const scaltra::problems::Sphere<S> sphere(n);
+    scaltra::Vec<S> x = scaltra::Vec<S>::Ones(n);
+    scaltra::Vec<S> g(n);
+    opt.step(x, sphere);  // the first step may allocate (none of ours do)
     return allocations_during([&] {
         for (int t = 0; t < steps; ++t) {
-            opt.step(x, quadratic);
-            quadratic(x, g);
+            opt.step(x, sphere);
+            sphere(x, g);
             opt.update(x, g);
         }
     });
@@ -116,13 +118,16 @@ TEMPLATE_TEST_CASE("no heap allocation per step after the first", "[optim][alloc
     taped.step(x, quadratic);
     CHECK(allocations_per_steps(scaltra, 20) == 0);
     CHECK(allocations_per_steps(taped, 20) == 0);
-    // The per-matrix curvature (closed form) of a 40×15 block (Woodbury through a
-    // 15×15 factor) and a 10×40 one (a 10×10 Cholesky of A itself).
+    // The per-matrix curvature (closed form) of blocks taking either path, with factors small
+    // and large enough for Eigen's blocked Cholesky (≥ 32): 40×15 and 80×40 by
+    // Woodbury, 10×40 and 40×90 by a Cholesky of A itself.
     scaltra::Layout matrix;
-    matrix.add("W", 40, 15).add("V", 10, 40);
+    matrix.add("W", 40, 15).add("V", 10, 40).add("U", 80, 40).add("T", 40, 90);
     scaltra::Scaltra<S> per_matrix(matrix, {.curvature = scaltra::Curvature::per_matrix});
     CHECK(allocations_per_steps(per_matrix, 20) == 0);
-    // Rank 3 (Woodbury) with both penalties.
+    // Rank one, not fused (a penalty), and rank 3 (Woodbury) with both penalties.
+    scaltra::Scaltra<S> rank_one_l2(1000, {.l2 = S(1e-3)});
+    CHECK(allocations_per_steps(rank_one_l2, 20) == 0);
     scaltra::Scaltra<S> penalised(1000, {.rank = 3, .l2 = S(1e-3), .l1 = S(1e-4)});
     CHECK(allocations_per_steps(penalised, 20) == 0);
 }

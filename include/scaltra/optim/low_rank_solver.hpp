@@ -47,9 +47,6 @@ public:
           B_used_(p, r),
           V_used_(p, c) {}
 
-    /// True when it solves through the r×r capacitance matrix.
-    bool woodbury() const { return woodbury_; }
-
     /// D = (B Bᵀ + τI)⁻¹ V.
     template <class MB, class MV>
     const Mat<S>& solve(const MB& B, S tau, const MV& V) {

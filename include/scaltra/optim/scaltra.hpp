@@ -9,7 +9,8 @@
 // (L2 exactly; L1 by the proximal step in the τ-metric, soft(z, κ) = sign(z)·max(|z| − κ, 0);
 // without L1 the step is w ← wₜ − γₜd). B is n×r (rank r, default 1); at r = 1,
 // Sherman–Morrison: d = (v − b (bᵀv)/(τ′ + ‖b‖²))/τ′ with v = m + λ₂wₜ, τ′ = τ + λ₂,
-// in two passes and no matrix; at r > 1 Woodbury (low_rank_solver.hpp).
+// in two passes and no matrix; at 1 < r < n by Woodbury, at r ≥ n by a dense
+// Cholesky (low_rank_solver.hpp).
 // B and τ = softplus(ρ) + τ_min are learned online by the meta-optimizer from the
 // hypergradient of the last step (online_meta.hpp), in closed form, with u = A′⁻¹g⁺:
 //   ∂L/∂B = γ(u dᵀ + d uᵀ)B,   ∂L/∂τ = γ uᵀd,   ∂L/∂ρ = ∂L/∂τ · sigmoid(ρ),
@@ -59,8 +60,8 @@ enum class GammaRule {
 
 template <Real S, class MetaOptions = AdamOptions<S>>
 struct ScaltraOptions {
-    S alpha0 = S(0.5);  ///< initial learning rate: τ₀ = γ₀/α₀
-    S beta = S(0.9);    ///< momentum
+    S alpha0 = S(0.5);  ///< initial learning rate: τ₀ = γ₀/α₀ (the first step is γ₀/(τ₀ + λ₂))
+    S beta = S(0.9);  ///< momentum
     S gamma0 = S(1);
     GammaRule gamma_rule = GammaRule::sca;
     S epsilon = S(1e-3);     ///< ε of the SCA rule (README, "SCALTRA": the sweep)
@@ -280,16 +281,19 @@ public:
     ///   B. per chunk: h into a buffer, the meta-step on b, m ← βm + (1−β)g, and
     ///      the move's dot products of the new b and m;
     ///   C. the move.
-    /// Same chunks, same expressions: the result is the separate steps', bit for
-    /// bit. Returns false, having changed nothing, when it does not apply or h
-    /// might not be finite (the separate steps then decide what to do).
+    /// Same chunks of x, same expressions: m, γ and the meta-optimizer's moments
+    /// are the separate steps', bit for bit; φ and x agree to rounding (Eigen's
+    /// vectorised float square root is approximate, and the meta-step's pieces
+    /// start elsewhere). Returns false, having changed nothing, before the first
+    /// move, where it does not apply, or where h might not be finite (the
+    /// separate steps then decide what to do).
     template <class MetaOpt>
     bool fused_apply(State& state, MetaOpt& meta, Eigen::Ref<Vec<S>> x,
                      const Eigen::Ref<const Vec<S>>& g) const {
         if constexpr (!requires { meta.begin_step(); }) {
             return false;
         } else {
-            if (regularised() || !columns_.empty() || !solvers_.empty())
+            if (state.step == 0 || regularised() || !columns_.empty() || !solvers_.empty())
                 return false;
             for (std::size_t l = 0; l < layout_.num_blocks(); ++l)  // A
                 if (!fused_coefficients(state, l, g, fused_[l]))
@@ -300,7 +304,7 @@ public:
             std::array<S, kChunk> buffer;
             for (std::size_t l = 0; l < layout_.num_blocks(); ++l) {
                 const Block& block = layout_[l];
-                const FusedBlock& c = fused_[l];
+                const RankOneCoefficients& c = fused_[l];
                 const Index rho_at = meta_layout_[2 * l + 1].offset;
                 Eigen::Array<S, 1, 1> h_rho;
                 h_rho(0) = c.h_rho;
@@ -395,14 +399,14 @@ private:
     }
 
     /// A rank-one block's hypergradient: h_b = cg·g + cv·v + cb·b, and h_ρ.
-    struct FusedBlock {
+    struct RankOneCoefficients {
         S cg, cv, cb, h_rho;
     };
 
     /// Pass A of fused_apply for block l (v = m): the coefficients of h, and
     /// whether h is surely finite: |h_b| ≤ |cg|·max|g| + |cv|·max|m| + |cb|·max|b|.
     bool fused_coefficients(const State& state, std::size_t l, const Eigen::Ref<const Vec<S>>& g,
-                            FusedBlock& out) const {
+                            RankOneCoefficients& out) const {
         const Block& block = layout_[l];
         const auto b = b_of(state.phi, l);
         const auto vl = state.m.segment(block.offset, block.size());
@@ -427,8 +431,8 @@ private:
     /// From the four dot products (c = τ′ + ‖b‖², s = bᵀv/c = bᵀd, s_g = bᵀg/c = bᵀu):
     ///   ∂L/∂b = (γ/τ′)(s g + s_g v − 2 s s_g b),
     ///   ∂L/∂τ = γ uᵀd = γ (gᵀv − s bᵀg − s_g bᵀv + s s_g ‖b‖²)/τ′², ∂L/∂ρ = ∂L/∂τ·sigmoid(ρ).
-    FusedBlock rank_one_coefficients(const State& state, std::size_t l, S bv, S bg, S bb,
-                                     S gv) const {
+    RankOneCoefficients rank_one_coefficients(const State& state, std::size_t l, S bv, S bg, S bb,
+                                              S gv) const {
         const S t = shifted_tau(state, l), gamma = state.gamma;
         const S c = t + bb, s = bv / c, sg = bg / c;
         const S dtau = gamma * (gv - s * bg - sg * bv + s * sg * bb) / (t * t);
@@ -445,7 +449,7 @@ private:
     }
 
     /// target += α A′⁻¹v over block l: at rank one in two passes (the dot products,
-    /// then the update), else by the block's LowRankSolver.
+    /// then the update), else by the block's StreamingWoodbury or LowRankSolver.
     void add_solve(const State& state, std::size_t l, const Vec<S>& v, S alpha,
                    Eigen::Ref<Vec<S>> target) const {
         const Block& block = layout_[l];
@@ -494,7 +498,7 @@ private:
     }
 
     /// Block l's part of J_Δᵀg for Δ = −γ A′⁻¹v: at rank one from four dot products
-    /// (one pass, rank_one_coefficients), else by the block's LowRankSolver.
+    /// (one pass, rank_one_coefficients), else by the block's StreamingWoodbury or LowRankSolver.
     void block_hypergradient(const State& state, std::size_t l, const Vec<S>& v,
                              const Eigen::Ref<const Vec<S>>& g, Eigen::Ref<Vec<S>> h) const {
         const Block& block = layout_[l];
@@ -524,7 +528,7 @@ private:
             bb += bs.squaredNorm();
             gv += gs.dot(vs);
         });
-        const FusedBlock c = rank_one_coefficients(state, l, bv, bg, bb, gv);
+        const RankOneCoefficients c = rank_one_coefficients(state, l, bv, bg, bb, gv);
         auto hb = b_of(h, l);
         for_each_chunk(block.size(), [&](Index i, Index n) {
             hb.segment(i, n) =
@@ -573,7 +577,7 @@ private:
     mutable std::vector<StreamingWoodbury<S>> columns_;
     mutable std::vector<LowRankSolver<S>> solvers_;
     mutable Vec<S> v_, d_, g_active_;
-    mutable std::vector<FusedBlock> fused_;  // fused_apply's pass A, per block
+    mutable std::vector<RankOneCoefficients> fused_;  // fused_apply's pass A, per block
 };
 
 }  // namespace detail

@@ -7,14 +7,15 @@
 //                 [--threads T] [--seed S] [--limit N] [--validation N]
 //                 [--eval-every K] [--target PERCENT]
 //                 [--meta-lr LR] [--beta B] [--gamma-rule sca|geometric] [--epsilon E]
+//                 [--rank R] [--b-scale S]
 //                 [--data DIR] [--csv DIR] [--plot FILE.png]
 //
 // Each optimizer's default learning rate had the best validation accuracy after
 // 2 epochs in the grid {1e-4, 3e-4, 1e-3, …, 3e-1, 1} at batch 128, seed 1, with
 // 10,000 training images held out (--validation 10000); README, "The Fashion-MNIST
 // example", has the grid. --lr overrides it for all. SCALTRA's --lr is its
-// initial learning rate α₀; --meta-lr, --beta, --gamma-rule and --epsilon set its
-// other options (library defaults otherwise).
+// initial learning rate α₀; --meta-lr, --beta, --gamma-rule, --epsilon, --rank and
+// --b-scale set its other options (library defaults otherwise).
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
@@ -48,7 +49,8 @@ struct Settings {
     Index validation = 0;  // training examples held out for validation
     Index eval_every = 0;  // steps between test evaluations for "steps to target" (0: none)
     double target = 87;    // test accuracy (%) whose first step is reported
-    std::optional<double> meta_lr, beta, epsilon;  // SCALTRA's, when set
+    std::optional<double> meta_lr, beta, epsilon, b_scale;  // SCALTRA's, when set
+    std::optional<Index> rank;
     std::optional<scaltra::GammaRule> gamma_rule;
     std::string data, csv, plot;
 };
@@ -147,6 +149,10 @@ Run train_named(const std::string& name, double lr, const Settings& settings,
             options.epsilon = static_cast<S>(*settings.epsilon);
         if (settings.gamma_rule)
             options.gamma_rule = *settings.gamma_rule;
+        if (settings.rank)
+            options.rank = *settings.rank;
+        if (settings.b_scale)
+            options.b_scale = static_cast<S>(*settings.b_scale);
         return go(scaltra::Scaltra<S>(layout, options));
     }
     return go(scaltra::AdaGrad<S>(layout, {.lr = rate}));
@@ -267,7 +273,8 @@ std::string products() {
                  "                     [--threads T] [--seed S] [--limit N] [--validation N]\n"
                  "                     [--eval-every K] [--target PERCENT]\n"
                  "                     [--meta-lr LR] [--beta B] [--gamma-rule sca|geometric]\n"
-                 "                     [--epsilon E] [--data DIR] [--csv DIR] [--plot FILE.png]\n"
+                 "                     [--epsilon E] [--rank R] [--b-scale S]\n"
+                 "                     [--data DIR] [--csv DIR] [--plot FILE.png]\n"
                  "optimizers:");
     for (const auto& e : kOptimizers)
         std::fprintf(stderr, " %s", e.name);
@@ -316,6 +323,10 @@ Settings parse(int argc, char** argv) {
             s.target = parse_number(value, "--target", false);
         else if (flag == "--meta-lr")
             s.meta_lr = parse_number(value, "--meta-lr", false);
+        else if (flag == "--rank")
+            s.rank = static_cast<Index>(parse_number(value, "--rank", true));
+        else if (flag == "--b-scale")
+            s.b_scale = parse_number(value, "--b-scale", false, true);
         else if (flag == "--beta")
             s.beta = parse_number(value, "--beta", false, true);
         else if (flag == "--epsilon")

@@ -150,3 +150,23 @@ TEMPLATE_TEST_CASE("AdaGrad matches torch.optim.Adagrad's formulas", "[optim][fo
           {0.8442734483101754, -1.8375567470424596, 0.38477651781142175},
           {0.8007446452486937, -1.7913811783574562, 0.3502352348159875}}});
 }
+
+TEST_CASE("a gradient whose square overflows float leaves x finite, not NaN", "[optim][formula]") {
+    // g² = 1e60 is +inf in float; the accumulators saturate at the largest float
+    // (Eigen's vectorised square root would turn +inf into NaN). The step is then
+    // finite, about lr·g/√FLT_MAX, where torch's is lr·g/∞ = 0.
+    using scaltra::Vec;
+    const Vec<float> g = Vec<float>::Constant(37, 1e30f);
+    auto check = [&](auto opt, const char* name) {
+        INFO(name);
+        Vec<float> x = Vec<float>::Ones(37);
+        opt.update(x, g);
+        CHECK(x.allFinite());
+        CHECK((x.array() < 1.0f).all());  // downhill
+        CHECK(opt.state().step == 1);
+    };
+    check(scaltra::Adam<float>(37), "Adam");
+    check(scaltra::Adam<float>(37, {.amsgrad = true}), "Adam, amsgrad");
+    check(scaltra::RmsProp<float>(37), "RMSProp");
+    check(scaltra::AdaGrad<float>(37), "AdaGrad");
+}

@@ -107,6 +107,7 @@ TEST_CASE(
     "S2: Sherman–Morrison, Woodbury and Cholesky steps, penalties too, equal a dense "
     "solve",
     "[scaltra]") {
+    int thresholded = 0, active = 0;  // with L1: both sides of the threshold are taken
     for (const auto& [name, options] : path_cases()) {
         INFO(name);
         RuleAtRandomPoint p(1, options);
@@ -137,11 +138,15 @@ TEST_CASE(
                     const double z = x_prev[i] - d[i];
                     const double soft = std::abs(z) > kappa ? z - std::copysign(kappa, z) : 0.0;
                     expected[i] = p.state.gamma * (soft - x_prev[i]);
+                    thresholded += soft == 0.0;
+                    active += soft != 0.0;
                 }
             }
             CHECK(delta.segment(block.offset, block.size()).isApprox(expected, 1e-12));
         }
     }
+    CHECK(thresholded > 0);
+    CHECK(active > 0);
     // A long block at rank 3 (StreamingWoodbury over three pieces): A d = v.
     scaltra::Layout long_block;
     long_block.add("w", 1300);
@@ -393,25 +398,62 @@ TEMPLATE_TEST_CASE("SCALTRA's penalties reach the penalised minimiser", "[scaltr
     }
 }
 
+TEST_CASE("a solve that overflows takes the isotropic step v/τ′, not NaN", "[scaltra]") {
+    using Rule = scaltra::detail::ScaltraRule<float, scaltra::AdamOptions<float>>;
+    for (const scaltra::ScaltraOptions<float>& options :
+         {scaltra::ScaltraOptions<float>{}, scaltra::ScaltraOptions<float>{.rank = 2},
+          scaltra::ScaltraOptions<float>{.curvature = scaltra::Curvature::per_matrix}}) {
+        const Rule rule(mixed_blocks(), options);
+        auto state = rule.initial_state();
+        state.phi.setConstant(1e20f);  // Bᵀm overflows float
+        state.m.setConstant(1e25f);
+        state.gamma = 0.5f;
+        for (std::size_t l = 0; l < 3; ++l)
+            state.phi[rule.meta_layout()[2 * l + 1].offset] = 0.0f;  // ρ = 0
+        Vec<float> x = Vec<float>::Zero(state.m.size());
+        rule.move(state, x);
+        REQUIRE(x.allFinite());
+        for (std::size_t l = 0; l < 3; ++l) {
+            const scaltra::Block& block = mixed_blocks()[l];
+            const float expected = -0.5f * 1e25f / rule.tau(state, l);
+            CHECK(x.segment(block.offset, block.size()).isApproxToConstant(expected, 1e-6f));
+        }
+        Vec<float> h(state.phi.size());
+        rule.hypergradient(state, Vec<float>::Ones(state.m.size()), h);
+        CHECK(h.allFinite());
+        CHECK(h[0] == 0.0f);  // B played no part in the step
+    }
+}
+
 TEMPLATE_TEST_CASE("S5: τ stays positive and nothing turns NaN under huge meta-steps", "[scaltra]",
                    float, double) {
     using S = TestType;
-    const scaltra::problems::Rosenbrock<S> f(10);
-    scaltra::Scaltra<S> opt(10, {.alpha0 = S(1e-3), .b_scale = S(1), .meta = {.lr = S(1e3)}});
-    Vec<S> x = f.initial_point();
-    int steps = 0;
-    try {
-        for (; steps < 300; ++steps)
-            opt.step(x, f);
-    } catch (const scaltra::NonFinite&) {
-        // The iterate may run off to infinity; the step that saw it changed nothing.
-    }
-    INFO("steps before a non-finite loss: " << steps);
-    CHECK(opt.state().phi.allFinite());
-    CHECK(opt.state().m.allFinite());
-    CHECK(x.allFinite());
-    CHECK(opt.tau(0) > 0);
-    CHECK(opt.effective_step(0) > 0);
+    const scaltra::problems::Rosenbrock<S> f(12);
+    scaltra::Layout layout;
+    layout.add("W", 4, 3);  // per matrix: Woodbury through a 3×3 factor
+    for (const auto curvature : {scaltra::Curvature::low_rank, scaltra::Curvature::per_matrix})
+        for (const Index rank : {1, 3}) {
+            INFO("curvature " << static_cast<int>(curvature) << ", rank " << rank);
+            scaltra::Scaltra<S> opt(layout, {.alpha0 = S(1e-3),
+                                             .b_scale = S(1),
+                                             .curvature = curvature,
+                                             .rank = rank,
+                                             .meta = {.lr = S(1e3)}});
+            Vec<S> x = f.initial_point();
+            int steps = 0;
+            try {
+                for (; steps < 300; ++steps)
+                    opt.step(x, f);
+            } catch (const scaltra::NonFinite&) {
+                // The iterate may run off to infinity; the step that saw it changed nothing.
+            }
+            INFO("steps before a non-finite loss: " << steps);
+            CHECK(opt.state().phi.allFinite());
+            CHECK(opt.state().m.allFinite());
+            CHECK(x.allFinite());
+            CHECK(opt.tau(0) > 0);
+            CHECK(opt.effective_step(0) > 0);
+        }
 }
 
 TEST_CASE("SCALTRA: save and load mid-run restore the meta-optimizer too", "[scaltra]") {

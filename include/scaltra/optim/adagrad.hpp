@@ -75,7 +75,7 @@ private:
             auto xs = x.segment(i, len).array();
             auto ss = st.sum.segment(i, len).array();
             const auto gd = g.segment(i, len).array() + wd * xs;
-            ss += gd.square();
+            ss = detail::saturated(ss + gd.square());
             xs -= clr * gd / (ss.sqrt() + eps);
         });
     }

@@ -107,12 +107,12 @@ public:
         if (!Decoupled && k.wd != S(0)) {
             const auto gd = gs + k.wd * xs;
             ms = k.b1 * ms + (S(1) - k.b1) * gd;
-            vs = k.b2 * vs + (S(1) - k.b2) * gd.square();
+            vs = saturated(k.b2 * vs + (S(1) - k.b2) * gd.square());
         } else {
             if (Decoupled && k.wd != S(0))
                 xs *= k.decay;
             ms = k.b1 * ms + (S(1) - k.b1) * gs;
-            vs = k.b2 * vs + (S(1) - k.b2) * gs.square();
+            vs = saturated(k.b2 * vs + (S(1) - k.b2) * gs.square());
         }
         if (this->options().amsgrad) {
             auto vmax = st.v_max.segment(i, len).array();

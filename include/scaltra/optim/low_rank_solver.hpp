@@ -18,6 +18,10 @@
 // (c = 1, r < p, a long vector at rank r > 1) in passes over B, a chunk at a
 // time, with no p-sized scratch: one pass for the Gram products BᵀB, Bᵀv (and
 // Bᵀg), one for the update (or for ∂B and ⟨u, d⟩).
+//
+// A solve that overflows the scalar range (a state far outside it) takes the
+// isotropic step V/τ instead, and B then gets no hypergradient: NaN never
+// reaches x from here.
 #pragma once
 
 #include <array>
@@ -74,6 +78,9 @@ public:
         } else {
             gemm_.multiply(inverse_, false, V, false, D_, false);
         }
+        isotropic_ = !D_.allFinite();  // overflowed: the isotropic step V/τ instead
+        if (isotropic_)
+            D_ = V / tau;
         return D_;
     }
 
@@ -81,6 +88,11 @@ public:
     template <class MB, class MV, class MG, class MH>
     S hypergradient(const MB& B, S tau, const MV& V, const MG& G, S gamma, MH&& hB) {
         solve(B, tau, V);
+        if (isotropic_) {  // the step was V/τ: B played no part
+            U_ = G / tau;
+            hB.setZero();
+            return gamma * U_.cwiseProduct(D_).sum();
+        }
         if (woodbury_) {
             gemm_.multiply(B, true, G, false, T_, false);
             gemm_.multiply(inverse_, false, T_, false, Sg_, false);  // S_g = K⁻¹BᵀG
@@ -107,6 +119,7 @@ private:
     Mat<S> C_;            // direct: U Dᵀ
     Mat<S> B_used_, V_used_;
     S tau_used_ = S(-1);  // no τ is negative: nothing solved yet
+    bool isotropic_ = false;
     ad::detail::GemmWorkspace<S> gemm_;
 };
 
@@ -175,9 +188,12 @@ private:
         llt_.compute(K_);  // reads the lower triangle, filled above
         s_v_ = t_v_;
         llt_.solveInPlace(s_v_);
-        if (with_g) {
-            s_g_ = t_g_;
+        s_g_ = t_g_;
+        if (with_g)
             llt_.solveInPlace(s_g_);
+        if (!s_v_.allFinite()) {  // overflowed: the isotropic step v/τ, B plays no part
+            s_v_.setZero();
+            s_g_.setZero();
         }
     }
 

@@ -18,6 +18,7 @@
 #include <algorithm>
 #include <cmath>
 #include <istream>
+#include <limits>
 #include <ostream>
 #include <string_view>
 #include <utility>
@@ -38,6 +39,16 @@ enum class NonFinitePolicy {
 };
 
 namespace detail {
+
+/// A running sum of squares saturated at the largest finite value. Eigen's
+/// vectorised float square root (EIGEN_FAST_MATH, its default) turns +inf into
+/// NaN, so an accumulator overflowed by a huge but finite gradient (|g| > 1.8e19
+/// in float) would put NaN into x. Saturated, the step stays finite, about
+/// lr·g/√FLT_MAX, where torch's would be lr·g/∞ = 0; clip such gradients.
+template <class Array>
+auto saturated(const Array& a) {
+    return a.min(std::numeric_limits<typename Array::Scalar>::max());
+}
 
 /// The length of for_each_chunk's pieces.
 inline constexpr Index kChunk = 512;

@@ -85,7 +85,7 @@ private:
             auto xs = x.segment(i, len).array();
             auto vs = st.square_avg.segment(i, len).array();
             const auto gd = g.segment(i, len).array() + wd * xs;
-            vs = a * vs + (S(1) - a) * gd.square();
+            vs = detail::saturated(a * vs + (S(1) - a) * gd.square());
             auto step_of = [&](const auto& denom) {
                 if (mu > S(0)) {
                     auto bs = st.momentum_buffer.segment(i, len).array();

@@ -33,6 +33,7 @@
 #include <limits>
 #include <string>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include "../autodiff/ops_elementwise.hpp"
@@ -324,7 +325,7 @@ public:
                     bb += b.squaredNorm();
                 });
                 const S t = shifted_tau(state, l);
-                add_rank_one(state, l, state.m, bm / (t + bb), -gamma / t, x);  // C
+                add_rank_one(state, l, state.m, rank_one_s(bm, t, bb), -gamma / t, x);  // C
             }
             return true;
         }
@@ -433,11 +434,14 @@ private:
     ///   ∂L/∂τ = γ uᵀd = γ (gᵀv − s bᵀg − s_g bᵀv + s s_g ‖b‖²)/τ′², ∂L/∂ρ = ∂L/∂τ·sigmoid(ρ).
     RankOneCoefficients rank_one_coefficients(const State& state, std::size_t l, S bv, S bg, S bb,
                                               S gv) const {
-        const S t = shifted_tau(state, l), gamma = state.gamma;
+        const S t = shifted_tau(state, l), gamma = state.gamma,
+                dtau_drho = sigmoid(rho_of(state.phi, l));
         const S c = t + bb, s = bv / c, sg = bg / c;
+        if (!std::isfinite(s))  // the step was the isotropic v/τ′ (rank_one_s): b played no part
+            return {S(0), S(0), S(0), gamma * gv / (t * t) * dtau_drho};
         const S dtau = gamma * (gv - s * bg - sg * bv + s * sg * bb) / (t * t);
         return {gamma / t * s, gamma / t * sg, -S(2) * gamma / t * s * sg,
-                dtau * sigmoid(rho_of(state.phi, l))};  // dτ′/dρ = dτ/dρ
+                dtau * dtau_drho};  // dτ′/dρ = dτ/dρ
     }
 
     /// The right-hand side v = m + λ₂ x_prev (m itself without L2).
@@ -475,7 +479,14 @@ private:
             bv += bs.dot(vl.segment(i, n));
             bb += bs.squaredNorm();
         });
-        add_rank_one(state, l, v, bv / (t + bb), alpha / t, target);
+        add_rank_one(state, l, v, rank_one_s(bv, t, bb), alpha / t, target);
+    }
+
+    /// s = bᵀv/(τ′ + ‖b‖²), or 0 where that overflowed: the block then takes the
+    /// isotropic step v/τ′ instead of NaN (and b gets no hypergradient).
+    static S rank_one_s(S bv, S t, S bb) {
+        const S s = bv / (t + bb);
+        return std::isfinite(s) ? s : S(0);
     }
 
     /// The update pass of a rank-one solve: target += step·(v − s b) over block l.
@@ -586,6 +597,13 @@ private:
 template <Real S, GradientOptimizer MetaOpt = Adam<S>>
 class Scaltra : public OnlineMeta<detail::ScaltraRule<S, typename MetaOpt::Options>, MetaOpt> {
     using Base = OnlineMeta<detail::ScaltraRule<S, typename MetaOpt::Options>, MetaOpt>;
+
+    // OnlineMeta finds the fused step by its signature: fail here, not silently, if it drifts.
+    static_assert(requires(typename Base::State & state, MetaOpt& meta, Eigen::Ref<Vec<S>> x,
+                           const Eigen::Ref<const Vec<S>>& g) {
+        std::declval<const detail::ScaltraRule<S, typename MetaOpt::Options>&>().fused_apply(
+            state, meta, x, g);
+    });
 
 public:
     using Base::Base;

@@ -414,7 +414,7 @@ TEST_CASE("a solve that overflows takes the isotropic step v/τ′, not NaN", "[
         rule.move(state, x);
         REQUIRE(x.allFinite());
         for (std::size_t l = 0; l < 3; ++l) {
-            const scaltra::Block& block = mixed_blocks()[l];
+            const scaltra::Block block = mixed_blocks()[l];
             const float expected = -0.5f * 1e25f / rule.tau(state, l);
             CHECK(x.segment(block.offset, block.size()).isApproxToConstant(expected, 1e-6f));
         }

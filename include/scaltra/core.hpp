@@ -4,6 +4,7 @@
 #include "core/concepts.hpp"
 #include "core/error.hpp"
 #include "core/layout.hpp"
+#include "core/random_orthogonal.hpp"
 #include "core/rng.hpp"
 #include "core/state_io.hpp"
 #include "core/threads.hpp"

@@ -15,8 +15,8 @@
 #include <vector>
 
 #include <Eigen/Cholesky>
-#include <Eigen/QR>
 
+#include "../core/random_orthogonal.hpp"
 #include "../core/rng.hpp"
 #include "../core/validate.hpp"
 
@@ -159,17 +159,8 @@ public:
             eigenvalues_[i] = std::exp(
                 n == 1 ? hi : lo + (hi - lo) * static_cast<double>(i) / static_cast<double>(n - 1));
         Mat<double> Q = Mat<double>::Identity(n, n);
-        if (options_.rotate) {
-            // Haar-random orthogonal Q: QR of a Gaussian matrix, columns signed by diag(R).
-            Mat<double> Z(n, n);
-            for (Index i = 0; i < Z.size(); ++i)
-                Z(i) = rng_.normal();
-            const Eigen::HouseholderQR<Mat<double>> qr(Z);
-            Q = qr.householderQ();
-            for (Index j = 0; j < n; ++j)
-                if (qr.matrixQR()(j, j) < 0)
-                    Q.col(j) = -Q.col(j);
-        }
+        if (options_.rotate)
+            Q = random_orthogonal(rng_, n);
         const Mat<double> H = Q * eigenvalues_.asDiagonal() * Q.transpose();
         hessian_ = (0.5 * (H + H.transpose())).template cast<S>();  // exactly symmetric
         centre_ = Vec<S>::Zero(n);

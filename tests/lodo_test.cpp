@@ -33,6 +33,9 @@ Mat<double> implicit_G(const Rule& rule, Rule::State state, Index n) {
 }  // namespace
 
 TEST_CASE("L4: LODO's hidden width and meta-parameter count", "[lodo]") {
+    CHECK(Rule(scaltra::Layout(7), {.form = scaltra::LodoForm::diagonal}).meta_layout().size()
+          == 7);
+    CHECK(Rule(scaltra::Layout(7), {.form = scaltra::LodoForm::global}).meta_layout().size() == 1);
     CHECK(Rule::hidden_width(10, 4) == 24);  // 2n + k − (2n mod k), 2n a multiple of k
     CHECK(Rule::hidden_width(7, 4) == 16);
     CHECK(Rule::hidden_width(100, 4) == 204);
@@ -45,13 +48,17 @@ TEMPLATE_TEST_CASE("L1: G(θ₀) = α₀I, so the first call moves by −α₀(1
                    double) {
     using S = TestType;
     const scaltra::problems::Rosenbrock<S> f(10);
-    scaltra::Lodo<S> opt(10, {.alpha0 = S(0.01)});
-    Vec<S> x = f.initial_point(), g(10);
-    f(x, g);
-    const Vec<S> expected = x - S(0.01) * (S(1) - S(0.9)) * g;
-    opt.step(x, f);
-    const S tol = std::is_same_v<S, float> ? S(1e-6) : S(1e-13);
-    CHECK((x - expected).norm() <= tol * expected.norm());
+    for (const auto form :
+         {scaltra::LodoForm::full, scaltra::LodoForm::diagonal, scaltra::LodoForm::global}) {
+        INFO("form " << static_cast<int>(form));
+        scaltra::Lodo<S> opt(10, {.alpha0 = S(0.01), .form = form});
+        Vec<S> x = f.initial_point(), g(10);
+        f(x, g);
+        const Vec<S> expected = x - S(0.01) * (S(1) - S(0.9)) * g;
+        opt.step(x, f);
+        const S tol = std::is_same_v<S, float> ? S(1e-6) : S(1e-13);
+        CHECK((x - expected).norm() <= tol * expected.norm());
+    }
 }
 
 TEST_CASE("L2: G(θ) is symmetric positive semidefinite, and α₀I at θ₀", "[lodo]") {
@@ -70,26 +77,30 @@ TEST_CASE("L2: G(θ) is symmetric positive semidefinite, and α₀I at θ₀", "
 
 TEST_CASE("L5: LODO's hypergradient equals central differences", "[lodo]") {
     const Index n = 5;
-    const Rule rule(scaltra::Layout(n), {.alpha0 = 0.7, .layers = 3, .block = 2});
-    auto state = rule.initial_state();
-    scaltra::Rng rng(6);
-    state.phi += 0.3 * rng.normal_vector<double>(state.phi.size());
-    state.m = rng.normal_vector<double>(n);
-    const Vec<double> g = rng.normal_vector<double>(n);
-    Vec<double> h = Vec<double>::Zero(state.phi.size());
-    scaltra::ad::Tape<double> tape;
-    tape.vjp(rule.record(tape, state, h.data()), g);
-    auto inner = [&](const Vec<double>& phi) {  // ⟨g, Δ(θ)⟩
-        auto at = state;
-        at.phi = phi;
-        scaltra::ad::Tape<double> t;
-        return g.dot(Vec<double>(rule.record(t, at, nullptr).value()));
-    };
-    for (Index i = 0; i < state.phi.size(); ++i) {
-        Vec<double> up = state.phi, down = state.phi;
-        up[i] += 1e-6;
-        down[i] -= 1e-6;
-        CHECK(h[i] == Approx((inner(up) - inner(down)) / 2e-6).margin(1e-8));
+    for (const auto form :
+         {scaltra::LodoForm::full, scaltra::LodoForm::diagonal, scaltra::LodoForm::global}) {
+        INFO("form " << static_cast<int>(form));
+        const Rule rule(scaltra::Layout(n), {.alpha0 = 0.7, .layers = 3, .block = 2, .form = form});
+        auto state = rule.initial_state();
+        scaltra::Rng rng(6);
+        state.phi += 0.3 * rng.normal_vector<double>(state.phi.size());
+        state.m = rng.normal_vector<double>(n);
+        const Vec<double> g = rng.normal_vector<double>(n);
+        Vec<double> h = Vec<double>::Zero(state.phi.size());
+        scaltra::ad::Tape<double> tape;
+        tape.vjp(rule.record(tape, state, h.data()), g);
+        auto inner = [&](const Vec<double>& phi) {  // ⟨g, Δ(θ)⟩
+            auto at = state;
+            at.phi = phi;
+            scaltra::ad::Tape<double> t;
+            return g.dot(Vec<double>(rule.record(t, at, nullptr).value()));
+        };
+        for (Index i = 0; i < state.phi.size(); ++i) {
+            Vec<double> up = state.phi, down = state.phi;
+            up[i] += 1e-6;
+            down[i] -= 1e-6;
+            CHECK(h[i] == Approx((inner(up) - inner(down)) / 2e-6).margin(1e-8));
+        }
     }
 }
 

@@ -213,10 +213,40 @@ struct ScaltraCase {
     }
 };
 
+template <class S>
+struct LodoCase {
+    using Opt = scaltra::Lodo<S>;
+    static Opt make(Index n, NonFinitePolicy p = NonFinitePolicy::raise) {
+        return Opt(n, {.alpha0 = 0.05, .layers = 4, .meta = {.lr = 1e-2}, .on_non_finite = p});
+    }
+    static std::vector<std::pair<std::string, std::function<void()>>> bad() {
+        return {{"alpha0",
+                 [] {
+                     Opt(2, {.alpha0 = 0});
+                 }},
+                {"layers",
+                 [] {
+                     Opt(2, {.layers = 0});
+                 }},
+                {"block",
+                 [] {
+                     Opt(2, {.block = -1});
+                 }},
+                {"beta",
+                 [] {
+                     Opt(2, {.beta = 1});
+                 }},
+                {"lr", [] {
+                     Opt(2, {.meta = {.lr = -1}});
+                 }}};
+    }
+};
+
 using AllCases =
     std::tuple<SgdCase<float>, SgdCase<double>, AdamCase<float>, AdamCase<double>, AdamWCase<float>,
                AdamWCase<double>, RmsPropCase<float>, RmsPropCase<double>, AdaGradCase<float>,
-               AdaGradCase<double>, ScaltraCase<float>, ScaltraCase<double>>;
+               AdaGradCase<double>, ScaltraCase<float>, ScaltraCase<double>, LodoCase<float>,
+               LodoCase<double>>;
 
 template <class State>
 std::vector<std::pair<Index, Index>> shapes(const State& state) {

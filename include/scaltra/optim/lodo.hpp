@@ -7,7 +7,9 @@
 // seed, each W_i holds h/k learned k×k blocks. Every block starts as a random
 // orthogonal matrix, so A is orthogonal and G(θ₀) = α₀I. θ is learned online by
 // the meta-optimizer (online_meta.hpp) from the hypergradient of the last step,
-// taken on the autodiff tape; no n×n matrix is ever formed.
+// taken on the autodiff tape; no n×n matrix is ever formed. The paper's
+// ablations are LodoForm::diagonal, G = α₀ diag(θ), and LodoForm::global,
+// G = α₀θI, both starting at θ = 1.
 #pragma once
 
 #include <array>
@@ -26,6 +28,13 @@
 
 namespace scaltra {
 
+/// The structure of LODO's G(θ).
+enum class LodoForm {
+    full,      ///< α₀ EᵀAᵀA E, A of N permuted block-diagonal layers
+    diagonal,  ///< α₀ diag(θ), θ ∈ ℝⁿ
+    global,    ///< α₀θI, θ a scalar
+};
+
 template <Real S, class MetaOptions = AdamOptions<S>>
 struct LodoOptions {
     S alpha0 = S(1);         ///< G(θ₀) = α₀I
@@ -33,6 +42,7 @@ struct LodoOptions {
     Index block = 4;         ///< k
     S beta = S(0.9);         ///< momentum
     std::uint64_t seed = 0;  ///< of the permutations and the initial blocks
+    LodoForm form = LodoForm::full;
     MetaOptions meta = {.lr = S(1e-3)};
     Hypergradient hypergradient = Hypergradient::tape;  ///< LODO's is always the tape's
     NonFinitePolicy on_non_finite = NonFinitePolicy::raise;
@@ -50,7 +60,7 @@ template <Real S>
 struct LodoState {
     std::int64_t step = 0;  ///< moves made
     std::int64_t seed = 0;  ///< the permutations' seed: a state fits only the same ones
-    Vec<S> phi;             ///< θ: W_1 … W_N, each k×h
+    Vec<S> phi;             ///< θ: W_1 … W_N, each k×h (full), or the diagonal, or a scalar
     Vec<S> m;               ///< momentum
 
     static constexpr std::array field_names{"step", "seed", "phi", "m"};
@@ -77,6 +87,10 @@ public:
           h_(hidden_width(layout.size(), options.block)),
           options_(options),
           padding_(Mat<S>::Zero(h_ - n_, 1)) {
+        if (options_.form != LodoForm::full) {
+            meta_layout_.add("theta", options_.form == LodoForm::diagonal ? n_ : 1);
+            return;
+        }
         Rng rng = Rng::stream(options_.seed, 1);
         for (Index i = 0; i < options_.layers; ++i) {
             meta_layout_.add(concat("W", i + 1), k_, h_);
@@ -95,10 +109,12 @@ public:
 
     const Layout& meta_layout() const { return meta_layout_; }
 
-    /// θ₀: every k×k block Haar-random orthogonal, so G(θ₀) = α₀I.
+    /// θ₀: every k×k block Haar-random orthogonal (or θ = 1), so G(θ₀) = α₀I.
     State initial_state() const {
-        State state{0, static_cast<std::int64_t>(options_.seed), Vec<S>(meta_layout_.size()),
+        State state{0, static_cast<std::int64_t>(options_.seed), Vec<S>::Ones(meta_layout_.size()),
                     Vec<S>::Zero(n_)};
+        if (options_.form != LodoForm::full)
+            return state;
         Rng rng = Rng::stream(options_.seed, 2);
         for (Index i = 0; i < options_.layers; ++i) {
             auto W = block_view(state.phi, meta_layout_[static_cast<std::size_t>(i)]);
@@ -120,9 +136,16 @@ public:
         state.m = options_.beta * state.m + (S(1) - options_.beta) * g;
     }
 
-    /// Δ = −α₀ Eᵀ AᵀA E m on the tape: A applies L_1 … L_N, Aᵀ undoes them in
+    /// Δ = −G(θ) m on the tape. Full: A applies L_1 … L_N, Aᵀ undoes them in
     /// reverse (L_iᵀ u = P_iᵀ blockdiag(W_i) u).
     ad::Var<S> record(ad::Tape<S>& tape, const State& state, S* h) const {
+        if (options_.form != LodoForm::full) {  // −α₀ θ ⊙ m, or −α₀θ m
+            const ad::Var<S> theta = tape.leaf(state.phi.data(), meta_layout_.size(), 1, h);
+            const ad::Var<S> m = tape.leaf(state.m.data(), n_, 1);
+            return ad::scale(
+                options_.form == LodoForm::diagonal ? ad::mul(theta, m) : ad::scale(m, theta),
+                -options_.alpha0);
+        }
         ad::Var<S> u = ad::concat_rows(tape.leaf(state.m.data(), n_, 1), tape.constant(padding_));
         std::vector<ad::Var<S>>& W = layers_;
         W.clear();

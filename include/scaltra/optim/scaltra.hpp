@@ -296,9 +296,12 @@ public:
         } else {
             if (state.step == 0 || regularised() || !columns_.empty() || !solvers_.empty())
                 return false;
-            for (std::size_t l = 0; l < layout_.num_blocks(); ++l)  // A
-                if (!fused_coefficients(state, l, g, fused_[l]))
+            for (std::size_t l = 0; l < layout_.num_blocks(); ++l) {  // A
+                S bound;
+                fused_[l] = rank_one_pass(state, l, state.m, g, &bound);
+                if (!(bound < std::numeric_limits<S>::max() / S(4)))
                     return false;
+            }
             const auto k = meta.begin_step();
             const S gamma = next_gamma(state);
             state.gamma = gamma;  // the moves below use the new γ, as after observe()
@@ -404,13 +407,15 @@ private:
         S cg, cv, cb, h_rho;
     };
 
-    /// Pass A of fused_apply for block l (v = m): the coefficients of h, and
-    /// whether h is surely finite: |h_b| ≤ |cg|·max|g| + |cv|·max|m| + |cb|·max|b|.
-    bool fused_coefficients(const State& state, std::size_t l, const Eigen::Ref<const Vec<S>>& g,
-                            RankOneCoefficients& out) const {
+    /// Block l's four dot products of the rank-one hypergradient in one pass, and
+    /// the coefficients of h from them. With `bound` (pass A of fused_apply) the
+    /// same pass also finds max|g|, max|v|, max|b| and stores the bound
+    /// |h_b| ≤ |cg|·max|g| + |cv|·max|v| + |cb|·max|b| (+∞ if h_ρ is not finite).
+    RankOneCoefficients rank_one_pass(const State& state, std::size_t l, const Vec<S>& v,
+                                      const Eigen::Ref<const Vec<S>>& g, S* bound) const {
         const Block& block = layout_[l];
         const auto b = b_of(state.phi, l);
-        const auto vl = state.m.segment(block.offset, block.size());
+        const auto vl = v.segment(block.offset, block.size());
         const auto gl = g.segment(block.offset, block.size());
         S bv = S(0), bg = S(0), bb = S(0), gv = S(0), g_max = S(0), v_max = S(0), b_max = S(0);
         for_each_chunk(block.size(), [&](Index i, Index n) {
@@ -419,14 +424,18 @@ private:
             bg += bs.dot(gs);
             bb += bs.squaredNorm();
             gv += gs.dot(vs);
-            g_max = std::max(g_max, gs.cwiseAbs().maxCoeff());
-            v_max = std::max(v_max, vs.cwiseAbs().maxCoeff());
-            b_max = std::max(b_max, bs.cwiseAbs().maxCoeff());
+            if (bound) {
+                g_max = std::max(g_max, gs.cwiseAbs().maxCoeff());
+                v_max = std::max(v_max, vs.cwiseAbs().maxCoeff());
+                b_max = std::max(b_max, bs.cwiseAbs().maxCoeff());
+            }
         });
-        out = rank_one_coefficients(state, l, bv, bg, bb, gv);
-        const S bound =
-            std::abs(out.cg) * g_max + std::abs(out.cv) * v_max + std::abs(out.cb) * b_max;
-        return std::isfinite(out.h_rho) && bound < std::numeric_limits<S>::max() / S(4);
+        const RankOneCoefficients c = rank_one_coefficients(state, l, bv, bg, bb, gv);
+        if (bound)
+            *bound = std::isfinite(c.h_rho)
+                         ? std::abs(c.cg) * g_max + std::abs(c.cv) * v_max + std::abs(c.cb) * b_max
+                         : std::numeric_limits<S>::infinity();
+        return c;
     }
 
     /// From the four dot products (c = τ′ + ‖b‖², s = bᵀv/c = bᵀd, s_g = bᵀg/c = bᵀu):
@@ -509,7 +518,7 @@ private:
     }
 
     /// Block l's part of J_Δᵀg for Δ = −γ A′⁻¹v: at rank one from four dot products
-    /// (one pass, rank_one_coefficients), else by the block's StreamingWoodbury or LowRankSolver.
+    /// (one pass, rank_one_pass), else by the block's StreamingWoodbury or LowRankSolver.
     void block_hypergradient(const State& state, std::size_t l, const Vec<S>& v,
                              const Eigen::Ref<const Vec<S>>& g, Eigen::Ref<Vec<S>> h) const {
         const Block& block = layout_[l];
@@ -528,18 +537,10 @@ private:
             rho_of(h, l) = dtau * sigmoid(rho_of(state.phi, l));  // dτ′/dρ = dτ/dρ
             return;
         }
+        const RankOneCoefficients c = rank_one_pass(state, l, v, g, nullptr);
         const auto b = b_of(state.phi, l);
         const auto vl = v.segment(block.offset, block.size());
         const auto gl = g.segment(block.offset, block.size());
-        S bv = S(0), bg = S(0), bb = S(0), gv = S(0);
-        for_each_chunk(block.size(), [&](Index i, Index n) {
-            const auto bs = b.segment(i, n), vs = vl.segment(i, n), gs = gl.segment(i, n);
-            bv += bs.dot(vs);
-            bg += bs.dot(gs);
-            bb += bs.squaredNorm();
-            gv += gs.dot(vs);
-        });
-        const RankOneCoefficients c = rank_one_coefficients(state, l, bv, bg, bb, gv);
         auto hb = b_of(h, l);
         for_each_chunk(block.size(), [&](Index i, Index n) {
             hb.segment(i, n) =

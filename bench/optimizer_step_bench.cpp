@@ -6,6 +6,14 @@
 // moments of b read and written, g read). The finiteness check of g is a further
 // read that is not counted.
 //
+// LODO moves its meta-state, not n-vectors: with M = N·h·k meta-parameters its
+// step (fused) reads θ three times (forward pass of the hypergradient, backward
+// pass, the move's two passes count two), writes it once, reads and writes
+// meta-Adam's two moments, stores and rereads the forward activations p_i, q_i
+// (M/2 each way) and reads the permutations (N·h 32-bit indices, M/4) four
+// times: 11·M floats. Its bound is those bytes over the triad's bandwidth at
+// n = 1e7 (out of cache) in the same run.
+//
 //   build/release/bench/optimizer_step_bench --benchmark_repetitions=3
 //       --benchmark_report_aggregates_only=true
 #include <scaltra/core/rng.hpp>
@@ -78,6 +86,24 @@ void BM_ScaltraRank4(benchmark::State& state) {
     run_steps(state, scaltra::Scaltra<S>(state.range(0), {.rank = 4}), 29);
 }
 
+// LODO with the defaults (N = 16, k = 4): M = 16·h·4, h = 2n + 4 − (2n mod 4).
+void BM_Lodo(benchmark::State& state) {
+    const Index n = state.range(0);
+    scaltra::Lodo<S> opt(n);
+    const Index meta = opt.rule().meta_layout().size();
+    scaltra::Rng rng(1);
+    Vec<S> x = rng.normal_vector<S>(n);
+    const Vec<S> g = rng.normal_vector<S>(n, S(0), S(1e-3));
+    opt.update(x, g);  // the first step has no hypergradient
+    for (auto _ : state) {
+        opt.update(x, g);
+        benchmark::DoNotOptimize(x.data());
+        benchmark::ClobberMemory();
+    }
+    state.SetBytesProcessed(state.iterations() * 11 * meta * static_cast<Index>(sizeof(S)));
+    state.counters["meta_params"] = static_cast<double>(meta);
+}
+
 #define SCALTRA_SIZES ->Arg(10'000)->Arg(1'000'000)->Arg(10'000'000)->UseRealTime()
 BENCHMARK(BM_StreamTriad) SCALTRA_SIZES;
 BENCHMARK(BM_Sgd) SCALTRA_SIZES;
@@ -89,6 +115,8 @@ BENCHMARK(BM_AdaGrad) SCALTRA_SIZES;
 BENCHMARK(BM_Scaltra) SCALTRA_SIZES;
 BENCHMARK(BM_ScaltraRank4) SCALTRA_SIZES;
 #undef SCALTRA_SIZES
+BENCHMARK(BM_Adam)->Arg(100'000)->UseRealTime();
+BENCHMARK(BM_Lodo)->Arg(100'000)->Arg(1'000'000)->UseRealTime()->Unit(benchmark::kMillisecond);
 
 }  // namespace
 

@@ -130,6 +130,16 @@ TEMPLATE_TEST_CASE("no heap allocation per step after the first", "[optim][alloc
     CHECK(allocations_per_steps(rank_one_l2, 20) == 0);
     scaltra::Scaltra<S> penalised(1000, {.rank = 3, .l2 = S(1e-3), .l1 = S(1e-4)});
     CHECK(allocations_per_steps(penalised, 20) == 0);
+
+    // LODO: fused with its Adam, and its separate closed-form steps (SGD as the
+    // meta-optimizer has no fused form). The first hypergradient sizes the passes'
+    // scratch, in the second step.
+    scaltra::Lodo<S> lodo(1000, {.layers = 4});
+    scaltra::Lodo<S, scaltra::Sgd<S>> lodo_sgd(1000, {.layers = 4});
+    lodo.step(x, quadratic);
+    lodo_sgd.step(x, quadratic);
+    CHECK(allocations_per_steps(lodo, 20) == 0);
+    CHECK(allocations_per_steps(lodo_sgd, 20) == 0);
 }
 
 TEMPLATE_TEST_CASE("an MLP forward and backward on the tape allocates nothing after the first",

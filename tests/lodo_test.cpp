@@ -129,3 +129,166 @@ TEST_CASE("LODO: save and load mid-run continue bit-identically; other permutati
     CHECK_THROWS_WITH(other.load(again), Catch::Contains("other permutations"));
     CHECK(scaltra::bitwise_equal(other.state(), before));
 }
+
+TEMPLATE_TEST_CASE("LODO's closed form (move and hypergradient) equals its tape recording",
+                   "[lodo]", float, double) {
+    using S = TestType;
+    using R = scaltra::detail::LodoRule<S, scaltra::AdamOptions<S>>;
+    const S tol = std::is_same_v<S, float> ? S(2e-5) : S(1e-12);
+    const Index n = 7;
+    for (const Index k : {2, 3, 4, 8}) {  // fixed-size kernels, and the dynamic one (3)
+        INFO("block " << k);
+        const R rule(scaltra::Layout(n), {.alpha0 = S(0.7), .layers = 3, .block = k});
+        auto state = rule.initial_state();
+        scaltra::Rng rng(static_cast<std::uint64_t>(k));
+        state.phi += S(0.3) * rng.normal_vector<S>(state.phi.size());
+        state.m = rng.normal_vector<S>(n);
+        const Vec<S> g = rng.normal_vector<S>(n), x0 = rng.normal_vector<S>(n);
+
+        scaltra::ad::Tape<S> tape;
+        Vec<S> h_tape = Vec<S>::Zero(state.phi.size());
+        const auto delta = rule.record(tape, state, h_tape.data());
+        const Vec<S> x_tape = x0 + Vec<S>(delta.value());
+        tape.vjp(delta, g);
+
+        Vec<S> x = x0, h(state.phi.size());
+        rule.move(state, x);
+        rule.hypergradient(state, g, h);
+        CHECK((x - x_tape).norm() <= tol * x_tape.norm());
+        CHECK((h - h_tape).norm() <= tol * h_tape.norm());
+    }
+}
+
+TEMPLATE_TEST_CASE("LODO's fused step is the separate steps'", "[lodo]", float, double) {
+    using S = TestType;
+    using R = scaltra::detail::LodoRule<S, scaltra::AdamOptions<S>>;
+    const S tol = std::is_same_v<S, float> ? S(1e-5) : S(1e-13);
+    const Index n = 30;
+    const R rule(scaltra::Layout(n), {.alpha0 = S(0.5), .layers = 4});
+    scaltra::Rng rng(8);
+    auto state = rule.initial_state();
+    state.step = 3;
+    state.phi += S(0.2) * rng.normal_vector<S>(state.phi.size());
+    state.m = rng.normal_vector<S>(n);
+    const Vec<S> g = rng.normal_vector<S>(n), x0 = rng.normal_vector<S>(n);
+    scaltra::Adam<S> meta(rule.meta_layout(), {.lr = S(1e-2)});
+    meta.update(state.phi, rng.normal_vector<S>(state.phi.size()));  // moments not zero
+
+    auto fused_state = state;
+    auto fused_meta = meta;
+    Vec<S> fused_x = x0;
+    REQUIRE(rule.fused_apply(fused_state, fused_meta, fused_x, g));
+
+    Vec<S> h(state.phi.size()), x = x0;
+    rule.hypergradient(state, g, h);
+    meta.update(state.phi, h);
+    rule.observe(state, x, g);
+    rule.move(state, x);
+
+    CHECK(fused_state.m == state.m);
+    CHECK((fused_state.phi - state.phi).norm() <= tol * state.phi.norm());
+    CHECK((fused_meta.state().m - meta.state().m).norm() <= tol * meta.state().m.norm());
+    CHECK((fused_meta.state().v - meta.state().v).norm() <= tol * meta.state().v.norm());
+    CHECK(fused_meta.state().step == meta.state().step);
+    CHECK((fused_x - x).norm() <= tol * x.norm());
+
+    // Over a run, the optimizer (fused) follows the tape's steps.
+    const scaltra::problems::Rosenbrock<S> f(10);
+    scaltra::Lodo<S> fast(10, {.alpha0 = S(1e-3), .layers = 4, .meta = {.lr = S(1e-2)}});
+    scaltra::Lodo<S> taped(10, {.alpha0 = S(1e-3),
+                                .layers = 4,
+                                .meta = {.lr = S(1e-2)},
+                                .hypergradient = scaltra::Hypergradient::tape});
+    Vec<S> xa = f.initial_point(), xb = xa;
+    for (int t = 0; t < 30; ++t) {
+        fast.step(xa, f);
+        taped.step(xb, f);
+    }
+    CHECK((xa - xb).norm() <= 10 * tol * xb.norm());
+    CHECK((fast.state().phi - taped.state().phi).norm() <= 10 * tol * taped.state().phi.norm());
+    CHECK(fast.state().phi != scaltra::Lodo<S>(10, {.layers = 4}).state().phi);  // θ was learned
+}
+
+TEST_CASE("LODO's fused step refuses, changing nothing, where it does not apply", "[lodo]") {
+    using R = scaltra::detail::LodoRule<float, scaltra::AdamOptions<float>>;
+    const Index n = 12;
+    const Vec<float> g = Vec<float>::Ones(n);
+    auto refuses = [&](const R& rule, const R::State& state) {
+        auto s = state;
+        scaltra::Adam<float> meta(rule.meta_layout());
+        Vec<float> x = Vec<float>::Zero(n);
+        const bool applied = rule.fused_apply(s, meta, x, g);
+        return !applied && scaltra::bitwise_equal(s, state) && meta.state().step == 0
+               && x.isZero(0);
+    };
+    const R full(scaltra::Layout(n), {.layers = 4});
+    auto state = full.initial_state();
+    state.m.setOnes();
+    CHECK(refuses(full, state));  // before the first move
+    state.step = 1;
+    CHECK_FALSE(refuses(full, state));
+    const R diagonal(scaltra::Layout(n), {.form = scaltra::LodoForm::diagonal});
+    auto diagonal_state = diagonal.initial_state();
+    diagonal_state.step = 1;
+    CHECK(refuses(diagonal, diagonal_state));
+    // θ large enough that the hypergradient could overflow a float: 16 layers of
+    // norm 1e3 (the backward pass would reach 1e48).
+    const R deep(scaltra::Layout(n), {.layers = 16});
+    auto large = deep.initial_state();
+    large.step = 1;
+    large.m.setOnes();
+    large.phi *= 1e3f;
+    CHECK(refuses(deep, large));
+}
+
+TEST_CASE("LODO: a move that overflows throws NonFinite and leaves x unchanged", "[lodo]") {
+    using R = scaltra::detail::LodoRule<float, scaltra::AdamOptions<float>>;
+    const Index n = 12;
+    const R rule(scaltra::Layout(n), {.layers = 16});
+    auto state = rule.initial_state();
+    state.m.setOnes();
+    state.phi *= 1e3f;  // G grows like 1e96
+    Vec<float> x = Vec<float>::Ones(n);
+    CHECK_THROWS_AS(rule.move(state, x), scaltra::NonFinite);
+    CHECK(x == Vec<float>::Ones(n));
+    // The tape's move is guarded alike.
+    scaltra::Lodo<float> taped(n, {.layers = 16, .hypergradient = scaltra::Hypergradient::tape});
+    std::stringstream saved;
+    taped.save(saved);
+    std::stringstream bloated;
+    {
+        scaltra::Lodo<float> source(n, {.layers = 16});
+        auto blown = source.state();
+        blown.phi *= 1e3f;
+        blown.m.setOnes();
+        blown.step = 0;
+        scaltra::save_state<float>(bloated, "LODO", blown);
+        source.meta_optimizer()->save(bloated);
+    }
+    taped.load(bloated);
+    CHECK_THROWS_WITH(taped.update(x, Vec<float>::Zero(n)),
+                      Catch::Contains("not finite") && Catch::Contains("x is unchanged"));
+    CHECK(x == Vec<float>::Ones(n));
+}
+
+TEMPLATE_TEST_CASE("LODO at depth 0 is momentum SGD", "[lodo]", float, double) {
+    using S = TestType;
+    const scaltra::problems::Rosenbrock<S> f(6);
+    scaltra::Lodo<S> opt(6, {.alpha0 = S(1e-3), .layers = 0, .beta = S(0.8)});
+    CHECK(opt.rule().meta_layout().size() == 0);
+    CHECK(opt.meta_optimizer() == nullptr);
+    Vec<S> x = f.initial_point(), y = x, m = Vec<S>::Zero(6), g(6);
+    for (int t = 0; t < 20; ++t) {  // m ← βm + (1−β)g, y ← y − α₀m
+        opt.step(x, f);
+        f(y, g);
+        m = S(0.8) * m + S(0.2) * g;
+        y -= S(1e-3) * m;
+    }
+    const S tol = std::is_same_v<S, float> ? S(1e-6) : S(1e-14);
+    CHECK((x - y).norm() <= tol * y.norm());
+    std::stringstream saved;
+    opt.save(saved);
+    scaltra::Lodo<S> resumed(6, {.alpha0 = S(1e-3), .layers = 0, .beta = S(0.8)});
+    resumed.load(saved);
+    CHECK(scaltra::bitwise_equal(resumed.state(), opt.state()));
+}

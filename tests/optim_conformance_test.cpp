@@ -226,7 +226,7 @@ struct LodoCase {
                  }},
                 {"layers",
                  [] {
-                     Opt(2, {.layers = 0});
+                     Opt(2, {.layers = -1});
                  }},
                 {"block",
                  [] {

@@ -466,7 +466,7 @@ TEST_CASE("SCALTRA: save and load mid-run restore the meta-optimizer too", "[sca
     a.save(saved);
     scaltra::Scaltra<double> b(4, {.alpha0 = 1e-3, .meta = {.lr = 1e-2}});
     b.load(saved);
-    CHECK(scaltra::bitwise_equal(a.meta_optimizer().state(), b.meta_optimizer().state()));
+    CHECK(scaltra::bitwise_equal(a.meta_optimizer()->state(), b.meta_optimizer()->state()));
     Vec<double> xb = xa;
     for (int t = 0; t < 10; ++t)
         CHECK(a.step(xa, f) == b.step(xb, f));
@@ -477,11 +477,11 @@ TEST_CASE("SCALTRA: save and load mid-run restore the meta-optimizer too", "[sca
     a.save(again);
     const std::string bytes = again.str();
     const auto before = b.state();
-    const auto meta_before = b.meta_optimizer().state();
+    const auto meta_before = b.meta_optimizer()->state();
     std::istringstream cut(bytes.substr(0, bytes.size() - 5));
     CHECK_THROWS_AS(b.load(cut), scaltra::CorruptState);
     CHECK(scaltra::bitwise_equal(b.state(), before));
-    CHECK(scaltra::bitwise_equal(b.meta_optimizer().state(), meta_before));
+    CHECK(scaltra::bitwise_equal(b.meta_optimizer()->state(), meta_before));
 
     // With a penalty the state keeps x_prev: resuming is exact, and a state saved
     // without one does not fit.
@@ -614,7 +614,7 @@ TEST_CASE("a non-finite hypergradient raises or skips, leaving x and the state u
         Vec<float> x = f.initial_point();
         opt.step(x, f);
         const auto before = opt.state();
-        const auto meta_before = opt.meta_optimizer().state();
+        const auto meta_before = opt.meta_optimizer()->state();
         const Vec<float> x_before = x;
         // Finite, but gᵀm overflows float: the hypergradient of τ is infinite.
         const Vec<float> huge = Vec<float>::Constant(100, 1e38f);
@@ -624,6 +624,6 @@ TEST_CASE("a non-finite hypergradient raises or skips, leaving x and the state u
             opt.update(x, huge);
         CHECK(x == x_before);
         CHECK(scaltra::bitwise_equal(opt.state(), before));
-        CHECK(scaltra::bitwise_equal(opt.meta_optimizer().state(), meta_before));
+        CHECK(scaltra::bitwise_equal(opt.meta_optimizer()->state(), meta_before));
     }
 }

@@ -6,16 +6,21 @@
 // h = 2n + k − (2n mod k); each P_i is a fixed permutation drawn once from the
 // seed, each W_i holds h/k learned k×k blocks. Every block starts as a random
 // orthogonal matrix, so A is orthogonal and G(θ₀) = α₀I. θ is learned online by
-// the meta-optimizer (online_meta.hpp) from the hypergradient of the last step,
-// taken on the autodiff tape; no n×n matrix is ever formed. The paper's
-// ablations are LodoForm::diagonal, G = α₀ diag(θ), and LodoForm::global,
-// G = α₀θI, both starting at θ = 1.
+// the meta-optimizer (online_meta.hpp) from the hypergradient of the last step.
+// No n×n matrix is ever formed: the closed form (permuted_block_stack.hpp) runs
+// the layers as passes over their blocks, the tape records the same layers with
+// its permutation and block-diagonal ops, and the tests hold the two equal.
+// The paper's ablations: LodoForm::diagonal, G = α₀ diag(θ), LodoForm::global,
+// G = α₀θI (both from θ = 1), and depth 0 (layers = 0), G = α₀I: momentum SGD.
 #pragma once
 
 #include <array>
+#include <cmath>
 #include <cstdint>
+#include <limits>
 #include <string_view>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include "../autodiff/ops_elementwise.hpp"
@@ -25,6 +30,7 @@
 #include "../core/rng.hpp"
 #include "adam.hpp"
 #include "online_meta.hpp"
+#include "permuted_block_stack.hpp"
 
 namespace scaltra {
 
@@ -38,18 +44,18 @@ enum class LodoForm {
 template <Real S, class MetaOptions = AdamOptions<S>>
 struct LodoOptions {
     S alpha0 = S(1);         ///< G(θ₀) = α₀I
-    Index layers = 16;       ///< N
+    Index layers = 16;       ///< N; 0 is momentum SGD (no meta-parameters)
     Index block = 4;         ///< k
     S beta = S(0.9);         ///< momentum
     std::uint64_t seed = 0;  ///< of the permutations and the initial blocks
     LodoForm form = LodoForm::full;
     MetaOptions meta = {.lr = S(1e-3)};
-    Hypergradient hypergradient = Hypergradient::tape;  ///< LODO's is always the tape's
+    Hypergradient hypergradient = Hypergradient::closed_form;
     NonFinitePolicy on_non_finite = NonFinitePolicy::raise;
 
     void validate() const {
         detail::require_positive("alpha0", alpha0);
-        detail::require_positive("layers", layers);
+        detail::require_nonnegative("layers", layers);
         detail::require_positive("block", block);
         detail::require_in("beta", beta, S(0), detail::Bound::closed, S(1), detail::Bound::open);
         meta.validate();
@@ -86,21 +92,16 @@ public:
           k_(options.block),
           h_(hidden_width(layout.size(), options.block)),
           options_(options),
-          padding_(Mat<S>::Zero(h_ - n_, 1)) {
+          stack_(n_, k_, h_,
+                 options.form == LodoForm::full ? permutations(options, h_)
+                                                : std::vector<std::vector<Index>>{}),
+          move_(n_) {
         if (options_.form != LodoForm::full) {
             meta_layout_.add("theta", options_.form == LodoForm::diagonal ? n_ : 1);
             return;
         }
-        Rng rng = Rng::stream(options_.seed, 1);
-        for (Index i = 0; i < options_.layers; ++i) {
+        for (Index i = 0; i < options_.layers; ++i)
             meta_layout_.add(concat("W", i + 1), k_, h_);
-            permutations_.push_back(rng.permutation(h_));
-            std::vector<Index> inverse(static_cast<std::size_t>(h_));
-            for (Index j = 0; j < h_; ++j)
-                inverse[static_cast<std::size_t>(
-                    permutations_.back()[static_cast<std::size_t>(j)])] = j;
-            inverses_.push_back(std::move(inverse));
-        }
     }
 
     /// h = 2n + k − (2n mod k): at least 2n, a multiple of k.
@@ -136,6 +137,77 @@ public:
         state.m = options_.beta * state.m + (S(1) - options_.beta) * g;
     }
 
+    /// x ← x − G(θ) m. Throws NonFinite, x unchanged, if G(θ)m overflows: θ has
+    /// diverged (lower meta.lr), and the optimizer wants reset() or a checkpoint.
+    void move(const State& state, Eigen::Ref<Vec<S>> x) const {
+        switch (options_.form) {
+            case LodoForm::full:
+                stack_.apply_gram(state.phi.data(), state.m.data(), move_.data());
+                break;
+            case LodoForm::diagonal:
+                move_ = state.phi.cwiseProduct(state.m);
+                break;
+            case LodoForm::global:
+                move_ = state.phi(0) * state.m;
+                break;
+        }
+        if (!all_finite(move_))
+            throw NonFinite(concat(kName,
+                                   ": the move G(θ)m is not finite: the meta-parameters "
+                                   "have diverged (lower meta.lr); x is unchanged"));
+        x -= options_.alpha0 * move_;
+    }
+
+    /// h = J_Δᵀ g = −α₀ ∂⟨g, G(θ) m⟩/∂θ, by the passes of permuted_block_stack.hpp (1).
+    void hypergradient(const State& state, const Eigen::Ref<const Vec<S>>& g,
+                       Eigen::Ref<Vec<S>> h) const {
+        switch (options_.form) {
+            case LodoForm::full:
+                stack_.forward_pair(state.phi.data(), state.m.data(), g.data());
+                stack_.backward_pair(
+                    state.phi.data(), -options_.alpha0,
+                    [&](Index at, const auto& piece) { h.segment(at, piece.size()) = piece; });
+                break;
+            case LodoForm::diagonal:
+                h = -options_.alpha0 * state.m.cwiseProduct(g);
+                break;
+            case LodoForm::global:
+                h(0) = -options_.alpha0 * state.m.dot(g);
+                break;
+        }
+    }
+
+    /// Hypergradient, meta-step and the move's momentum in two passes over the
+    /// layers instead of three: the backward pass hands each chunk of h to the
+    /// meta-optimizer's apply_piece as soon as it is formed (each block is read
+    /// before it changes). The same expressions as the separate steps, so the
+    /// result is theirs up to the approximate vectorised square root (as for
+    /// SCALTRA). Returns false, having changed nothing, before the first move, for
+    /// the ablations, or where the forward pass cannot prove h finite.
+    template <class MetaOpt>
+    bool fused_apply(State& state, MetaOpt& meta, Eigen::Ref<Vec<S>> x,
+                     const Eigen::Ref<const Vec<S>>& g) const {
+        if constexpr (!requires { meta.begin_step(); }) {
+            return false;
+        } else {
+            if (state.step == 0 || options_.form != LodoForm::full || options_.layers == 0)
+                return false;
+            const double log_bound = stack_.forward_pair(state.phi.data(), state.m.data(), g.data())
+                                     + std::log2(static_cast<double>(options_.alpha0));
+            if (!(log_bound < std::log2(static_cast<double>(std::numeric_limits<S>::max())) - 2))
+                return false;
+            const auto constants = meta.begin_step();
+            stack_.backward_pair(
+                state.phi.data(), -options_.alpha0, [&](Index at, const auto& piece) {
+                    meta.apply_piece(constants, at, state.phi.segment(at, piece.size()).array(),
+                                     piece.array());
+                });
+            observe(state, x, g);
+            move(state, x);
+            return true;
+        }
+    }
+
     /// Δ = −G(θ) m on the tape. Full: A applies L_1 … L_N, Aᵀ undoes them in
     /// reverse (L_iᵀ u = P_iᵀ blockdiag(W_i) u).
     ad::Var<S> record(ad::Tape<S>& tape, const State& state, S* h) const {
@@ -146,28 +218,40 @@ public:
                 options_.form == LodoForm::diagonal ? ad::mul(theta, m) : ad::scale(m, theta),
                 -options_.alpha0);
         }
-        ad::Var<S> u = ad::concat_rows(tape.leaf(state.m.data(), n_, 1), tape.constant(padding_));
-        std::vector<ad::Var<S>>& W = layers_;
-        W.clear();
+        ad::Var<S> u = ad::concat_rows(tape.leaf(state.m.data(), n_, 1),
+                                       tape.constant(Mat<S>::Zero(h_ - n_, 1)));
+        std::vector<ad::Var<S>> W;
         for (Index i = 0; i < options_.layers; ++i) {
             const Block& b = meta_layout_[static_cast<std::size_t>(i)];
             W.push_back(tape.leaf(state.phi.data() + b.offset, k_, h_, h ? h + b.offset : nullptr));
-            u = ad::block_diag_mul(
-                W.back(), ad::gather_rows(u, permutations_[static_cast<std::size_t>(i)]), true);
+            u = ad::block_diag_mul(W.back(), ad::gather_rows(u, stack_.permutation(i)), true);
         }
-        for (Index i = options_.layers - 1; i >= 0; --i)
+        for (Index i = options_.layers - 1; i >= 0; --i) {
+            const std::vector<Index> perm = stack_.permutation(i);
+            std::vector<Index> inverse(perm.size());
+            for (std::size_t t = 0; t < perm.size(); ++t)
+                inverse[static_cast<std::size_t>(perm[t])] = static_cast<Index>(t);
             u = ad::gather_rows(ad::block_diag_mul(W[static_cast<std::size_t>(i)], u, false),
-                                inverses_[static_cast<std::size_t>(i)]);
+                                inverse);
+        }
         return ad::scale(ad::slice(u, 0, 0, n_, 1), -options_.alpha0);
     }
 
 private:
+    /// P_1 … P_N as row picks, drawn from the seed's own stream.
+    static std::vector<std::vector<Index>> permutations(const Options& options, Index h) {
+        Rng rng = Rng::stream(options.seed, 1);
+        std::vector<std::vector<Index>> perms;
+        for (Index i = 0; i < options.layers; ++i)
+            perms.push_back(rng.permutation(h));
+        return perms;
+    }
+
     Index n_, k_, h_;
     Options options_;
     Layout meta_layout_;
-    std::vector<std::vector<Index>> permutations_, inverses_;  // P_i as row picks, and P_iᵀ
-    Mat<S> padding_;                                           // E's zeros
-    mutable std::vector<ad::Var<S>> layers_;                   // record()'s W_i, reused
+    PermutedBlockStack<S> stack_;
+    mutable Vec<S> move_;  // G(θ)m, checked before x moves
 };
 
 }  // namespace detail
@@ -176,6 +260,13 @@ private:
 template <Real S, GradientOptimizer MetaOpt = Adam<S>>
 class Lodo : public OnlineMeta<detail::LodoRule<S, typename MetaOpt::Options>, MetaOpt> {
     using Base = OnlineMeta<detail::LodoRule<S, typename MetaOpt::Options>, MetaOpt>;
+
+    // OnlineMeta finds the fused step by its signature: fail here, not silently, if it drifts.
+    static_assert(requires(typename Base::State & state, MetaOpt& meta, Eigen::Ref<Vec<S>> x,
+                           const Eigen::Ref<const Vec<S>>& g) {
+        std::declval<const detail::LodoRule<S, typename MetaOpt::Options>&>().fused_apply(
+            state, meta, x, g);
+    });
 
 public:
     using Base::Base;

@@ -7,7 +7,9 @@
 //   2. if a move was made before: h = J_Δᵀ g, the hypergradient ∂f(x)/∂φ of the
 //      last move x = x_prev + Δ(φ), and φ ← MetaOpt(φ, h)
 //   3. rule.observe(state, x, g)                   (momentum, the next γ, …)
-//   4. x ← x + Δ(φ; state), and state.step counts the move
+//   4. x ← x + Δ(φ; state), and state.step counts the move; a Δ that is not
+//      finite (φ has diverged) throws NonFinite with x unchanged, whatever the
+//      policy, and the optimizer wants reset() or a checkpoint
 // Step 2 uses the state and φ as they were for the last move (the meta-update
 // comes before step 3 changes the state), so the hypergradient is recomputed
 // from the state: nothing of the last step's recording has to outlive it, and a
@@ -31,12 +33,14 @@
 //                                 memory, for the closed form; it returns false,
 //                                 having changed nothing, where it does not apply.
 // Options must have `meta` (the MetaOpt's options), `hypergradient`,
-// `on_non_finite` and `validate()`.
+// `on_non_finite` and `validate()`. A rule without meta-parameters (LODO at
+// depth 0) gets no meta-optimizer and is its plain update.
 #pragma once
 
 #include <concepts>
 #include <cstdint>
 #include <istream>
+#include <optional>
 #include <ostream>
 #include <sstream>
 #include <string_view>
@@ -99,7 +103,9 @@ public:
         : layout_(std::move(layout)),
           options_(validated(layout_, std::move(options))),
           rule_(layout_, options_),
-          meta_(rule_.meta_layout(), options_.meta),
+          meta_(rule_.meta_layout().size() > 0
+                    ? std::optional<MetaOpt>(std::in_place, rule_.meta_layout(), options_.meta)
+                    : std::nullopt),
           state_(rule_.initial_state()),
           grad_(Vec<S>::Zero(layout_.size())),
           hypergradient_(Vec<S>::Zero(rule_.meta_layout().size())) {}
@@ -123,7 +129,8 @@ public:
     /// Back to a freshly constructed optimizer, the meta-optimizer included.
     void reset() {
         state_ = rule_.initial_state();
-        meta_.reset();
+        if (meta_)
+            meta_->reset();
     }
 
     std::string_view name() const { return Rule::kName; }
@@ -131,12 +138,14 @@ public:
     const Options& options() const { return options_; }
     const Layout& layout() const { return layout_; }
     const Rule& rule() const { return rule_; }
-    const MetaOpt& meta_optimizer() const { return meta_; }
+    /// Null for a rule without meta-parameters.
+    const MetaOpt* meta_optimizer() const { return meta_ ? &*meta_ : nullptr; }
 
     /// The state, then the meta-optimizer's state.
     void save(std::ostream& out) const {
         save_state<S>(out, name(), state_);
-        meta_.save(out);
+        if (meta_)
+            meta_->save(out);
     }
 
     /// All or nothing: both states are read before either replaces the current one.
@@ -145,7 +154,8 @@ public:
         load_state<S>(in, name(), loaded);
         if constexpr (requires { rule_.check_state(loaded); })
             rule_.check_state(loaded);  // a state that fits the shapes but not the options
-        meta_.load(in);  // all or nothing by itself, and the last thing that can fail
+        if (meta_)
+            meta_->load(in);  // all or nothing by itself, and the last thing that can fail
         state_ = std::move(loaded);
     }
 
@@ -158,14 +168,14 @@ private:
     }
 
     void apply(Eigen::Ref<Vec<S>> x, const Eigen::Ref<const Vec<S>>& g) {
-        if constexpr (requires { rule_.fused_apply(state_, meta_, x, g); }) {
-            if (state_.step > 0 && options_.hypergradient == Hypergradient::closed_form
-                && rule_.fused_apply(state_, meta_, x, g)) {
+        if constexpr (requires { rule_.fused_apply(state_, *meta_, x, g); }) {
+            if (state_.step > 0 && meta_ && options_.hypergradient == Hypergradient::closed_form
+                && rule_.fused_apply(state_, *meta_, x, g)) {
                 ++state_.step;
                 return;
             }
         }
-        if (state_.step > 0) {
+        if (state_.step > 0 && meta_) {
             compute_hypergradient(g);
             if (!detail::all_finite(hypergradient_)) {  // the policy of a non-finite g
                 if (options_.on_non_finite == NonFinitePolicy::skip)
@@ -174,7 +184,7 @@ private:
                                                ": the hypergradient is not finite; x and the "
                                                "optimizer state are unchanged"));
             }
-            meta_.update(state_.phi, hypergradient_);
+            meta_->update(state_.phi, hypergradient_);
         }
         rule_.observe(state_, x, g);
         move(x);
@@ -203,13 +213,18 @@ private:
             }
         }
         scratch_.tape.clear();
-        x += rule_.record(scratch_.tape, state_, nullptr).value();
+        const auto delta = rule_.record(scratch_.tape, state_, nullptr).value();
+        if (!detail::all_finite(delta))
+            throw NonFinite(detail::concat(name(),
+                                           ": the move is not finite: the "
+                                           "meta-parameters have diverged; x is unchanged"));
+        x += delta;
     }
 
     Layout layout_;
     Options options_;
     Rule rule_;
-    MetaOpt meta_;
+    std::optional<MetaOpt> meta_;  // none without meta-parameters
     State state_;
     Vec<S> grad_, hypergradient_;
     detail::ScratchTape<S> scratch_;

@@ -15,7 +15,9 @@
 // 10,000 training images held out (--validation 10000); README, "The Fashion-MNIST
 // example", has the grid. --lr overrides it for all. SCALTRA's --lr is its
 // initial learning rate α₀; --meta-lr, --beta, --gamma-rule, --epsilon, --rank and
-// --b-scale set its other options (library defaults otherwise).
+// --b-scale set its other options (library defaults otherwise). LODO's --lr is its
+// α₀ (default 1, the library's, not from the grid); --meta-lr and --beta apply to
+// it too.
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
@@ -49,7 +51,7 @@ struct Settings {
     Index validation = 0;  // training examples held out for validation
     Index eval_every = 0;  // steps between test evaluations for "steps to target" (0: none)
     double target = 87;    // test accuracy (%) whose first step is reported
-    std::optional<double> meta_lr, beta, epsilon, b_scale;  // SCALTRA's, when set
+    std::optional<double> meta_lr, beta, epsilon, b_scale;  // SCALTRA's (and LODO's), when set
     std::optional<Index> rank;
     std::optional<scaltra::GammaRule> gamma_rule;
     std::string data, csv, plot;
@@ -61,8 +63,9 @@ struct Entry {
     double lr;
 };
 constexpr Entry kOptimizers[] = {
-    {"sgd", 3e-1},     {"momentum", 3e-2}, {"adam", 1e-3},   {"adamw", 1e-3},
-    {"rmsprop", 1e-3}, {"adagrad", 1e-2},  {"scaltra", 0.5}, {"scaltra-matrix", 0.5},
+    {"sgd", 3e-1},    {"momentum", 3e-2},      {"adam", 1e-3},
+    {"adamw", 1e-3},  {"rmsprop", 1e-3},       {"adagrad", 1e-2},
+    {"scaltra", 0.5}, {"scaltra-matrix", 0.5}, {"lodo", 1.0},
 };
 
 /// One optimizer's run: the table row and the curves for the plot.
@@ -154,6 +157,14 @@ Run train_named(const std::string& name, double lr, const Settings& settings,
         if (settings.b_scale)
             options.b_scale = static_cast<S>(*settings.b_scale);
         return go(scaltra::Scaltra<S>(layout, options));
+    }
+    if (name == "lodo") {
+        scaltra::LodoOptions<S> options{.alpha0 = rate};
+        if (settings.meta_lr)
+            options.meta.lr = static_cast<S>(*settings.meta_lr);
+        if (settings.beta)
+            options.beta = static_cast<S>(*settings.beta);
+        return go(scaltra::Lodo<S>(layout, options));
     }
     return go(scaltra::AdaGrad<S>(layout, {.lr = rate}));
 }

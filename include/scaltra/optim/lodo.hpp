@@ -151,11 +151,12 @@ public:
                 move_ = state.phi(0) * state.m;
                 break;
         }
+        move_ *= options_.alpha0;
         if (!all_finite(move_))
             throw NonFinite(concat(kName,
                                    ": the move G(θ)m is not finite: the meta-parameters "
                                    "have diverged (lower meta.lr); x is unchanged"));
-        x -= options_.alpha0 * move_;
+        x -= move_;
     }
 
     /// h = J_Δᵀ g = −α₀ ∂⟨g, G(θ) m⟩/∂θ, by the passes of permuted_block_stack.hpp (1).

@@ -25,6 +25,7 @@
 #include <utility>
 #include <vector>
 
+#include "../core/error.hpp"
 #include "../core/types.hpp"
 #include "optimizer_base.hpp"
 
@@ -36,6 +37,9 @@ public:
     /// n inputs padded to width h (a multiple of k); one permutation of 0..h−1 per layer.
     PermutedBlockStack(Index n, Index k, Index h, const std::vector<std::vector<Index>>& perms)
         : n_(n), k_(k), h_(h), layers_(static_cast<Index>(perms.size())) {
+        if (h_ > static_cast<Index>(std::numeric_limits<std::uint32_t>::max()))
+            throw InvalidArgument(
+                concat("LODO: hidden width ", h_, " exceeds the 32-bit permutation indices"));
         perms_.reserve(static_cast<std::size_t>(layers_ * h_));
         for (const auto& perm : perms)
             for (Index t : perm)

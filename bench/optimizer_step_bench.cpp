@@ -7,8 +7,8 @@
 // read that is not counted.
 //
 // LODO moves its meta-state, not n-vectors: with M = N·h·k meta-parameters its
-// step (fused) reads θ three times (forward pass of the hypergradient, backward
-// pass, the move's two passes count two), writes it once, reads and writes
+// step (fused) reads θ four times (the hypergradient's forward and backward
+// passes, the move's forward and backward passes), writes it once, reads and writes
 // meta-Adam's two moments, stores and rereads the forward activations p_i, q_i
 // (M/2 each way) and reads the permutations (N·h 32-bit indices, M/4) four
 // times: 11·M floats. Its bound is those bytes over the triad's bandwidth at

@@ -16,7 +16,9 @@
 //
 // The baselines' learning rates are the best mean loss over the last 1000 of
 // 1e4 steps, over the grid {1e-3, 3e-3, …, 10}, on another bowl (seed 1001);
-// --tune reruns that grid and prints it. LODO runs with its defaults (α₀ = 1).
+// --tune reruns that grid and prints it. LODO and its ablations run with the
+// library's defaults (α₀ 1, β 0.9, meta-lr 1e-3) unless --alpha0, --beta or
+// --meta-lr say otherwise.
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>

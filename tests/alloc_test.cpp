@@ -134,12 +134,19 @@ TEMPLATE_TEST_CASE("no heap allocation per step after the first", "[optim][alloc
     // LODO: fused with its Adam, and its separate closed-form steps (SGD as the
     // meta-optimizer has no fused form). The first hypergradient sizes the passes'
     // scratch, in the second step.
+    // A block size without a fixed-size kernel (3) and the tape, whose scratch the
+    // first recording makes.
     scaltra::Lodo<S> lodo(1000, {.layers = 4});
     scaltra::Lodo<S, scaltra::Sgd<S>> lodo_sgd(1000, {.layers = 4});
-    lodo.step(x, quadratic);
+    scaltra::Lodo<S> lodo_k3(1000, {.layers = 4, .block = 3});
+    scaltra::Lodo<S> lodo_taped(1000, {.layers = 4, .hypergradient = scaltra::Hypergradient::tape});
+    for (auto* opt : {&lodo, &lodo_k3, &lodo_taped})
+        opt->step(x, quadratic);
     lodo_sgd.step(x, quadratic);
     CHECK(allocations_per_steps(lodo, 20) == 0);
     CHECK(allocations_per_steps(lodo_sgd, 20) == 0);
+    CHECK(allocations_per_steps(lodo_k3, 20) == 0);
+    CHECK(allocations_per_steps(lodo_taped, 20) == 0);
 }
 
 TEMPLATE_TEST_CASE("an MLP forward and backward on the tape allocates nothing after the first",

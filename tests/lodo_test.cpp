@@ -135,7 +135,7 @@ TEMPLATE_TEST_CASE("LODO's closed form (move and hypergradient) equals its tape 
     using S = TestType;
     using R = scaltra::detail::LodoRule<S, scaltra::AdamOptions<S>>;
     const S tol = std::is_same_v<S, float> ? S(2e-5) : S(1e-12);
-    const Index n = 7;
+    const Index n = 150;                  // h > the backward pass's chunk for every k here
     for (const Index k : {2, 3, 4, 8}) {  // fixed-size kernels, and the dynamic one (3)
         INFO("block " << k);
         const R rule(scaltra::Layout(n), {.alpha0 = S(0.7), .layers = 3, .block = k});
@@ -163,7 +163,7 @@ TEMPLATE_TEST_CASE("LODO's fused step is the separate steps'", "[lodo]", float, 
     using S = TestType;
     using R = scaltra::detail::LodoRule<S, scaltra::AdamOptions<S>>;
     const S tol = std::is_same_v<S, float> ? S(1e-5) : S(1e-13);
-    const Index n = 30;
+    const Index n = 150;  // several chunks per layer
     const R rule(scaltra::Layout(n), {.alpha0 = S(0.5), .layers = 4});
     scaltra::Rng rng(8);
     auto state = rule.initial_state();
@@ -239,6 +239,19 @@ TEST_CASE("LODO's fused step refuses, changing nothing, where it does not apply"
     large.m.setOnes();
     large.phi *= 1e3f;
     CHECK(refuses(deep, large));
+    // A forward pass that stays finite (m and g tiny) while the backward pass
+    // would overflow; and so whatever α₀ scales the hypergradient by.
+    auto tiny = large;
+    tiny.m.setConstant(1e-30f);
+    const Vec<float> g_tiny = Vec<float>::Constant(n, 1e-30f);
+    for (const float alpha0 : {1.0f, 1e-30f}) {
+        const R rule(scaltra::Layout(n), {.alpha0 = alpha0, .layers = 16});
+        auto s = tiny;
+        scaltra::Adam<float> meta(rule.meta_layout());
+        Vec<float> x = Vec<float>::Zero(n);
+        CHECK_FALSE(rule.fused_apply(s, meta, x, g_tiny));
+        CHECK(scaltra::bitwise_equal(s, tiny));
+    }
 }
 
 TEST_CASE("LODO: a move that overflows throws NonFinite and leaves x unchanged", "[lodo]") {

@@ -232,6 +232,10 @@ struct LodoCase {
                  [] {
                      Opt(2, {.block = -1});
                  }},
+                {"block",
+                 [] {
+                     Opt(2, {.block = 33});
+                 }},
                 {"beta",
                  [] {
                      Opt(2, {.beta = 1});

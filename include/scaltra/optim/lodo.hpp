@@ -56,7 +56,8 @@ struct LodoOptions {
     void validate() const {
         detail::require_positive("alpha0", alpha0);
         detail::require_nonnegative("layers", layers);
-        detail::require_positive("block", block);
+        detail::require_in("block", block, Index(1), detail::Bound::closed,
+                           Index(detail::kMaxLodoBlock), detail::Bound::closed);
         detail::require_in("beta", beta, S(0), detail::Bound::closed, S(1), detail::Bound::open);
         meta.validate();
     }
@@ -92,9 +93,8 @@ public:
           k_(options.block),
           h_(hidden_width(layout.size(), options.block)),
           options_(options),
-          stack_(n_, k_, h_,
-                 options.form == LodoForm::full ? permutations(options, h_)
-                                                : std::vector<std::vector<Index>>{}),
+          stack_(n_, k_, h_, options.form == LodoForm::full ? options.layers : 0,
+                 Rng::stream(options.seed, 1)),
           move_(n_) {
         if (options_.form != LodoForm::full) {
             meta_layout_.add("theta", options_.form == LodoForm::diagonal ? n_ : 1);
@@ -164,7 +164,7 @@ public:
                        Eigen::Ref<Vec<S>> h) const {
         switch (options_.form) {
             case LodoForm::full:
-                stack_.forward_pair(state.phi.data(), state.m.data(), g.data());
+                stack_.forward_pair(state.phi.data(), state.m.data(), g.data(), -options_.alpha0);
                 stack_.backward_pair(
                     state.phi.data(), -options_.alpha0,
                     [&](Index at, const auto& piece) { h.segment(at, piece.size()) = piece; });
@@ -193,8 +193,8 @@ public:
         } else {
             if (state.step == 0 || options_.form != LodoForm::full || options_.layers == 0)
                 return false;
-            const double log_bound = stack_.forward_pair(state.phi.data(), state.m.data(), g.data())
-                                     + std::log2(static_cast<double>(options_.alpha0));
+            const double log_bound =
+                stack_.forward_pair(state.phi.data(), state.m.data(), g.data(), -options_.alpha0);
             if (!(log_bound < std::log2(static_cast<double>(std::numeric_limits<S>::max())) - 2))
                 return false;
             const auto constants = meta.begin_step();
@@ -219,33 +219,44 @@ public:
                 options_.form == LodoForm::diagonal ? ad::mul(theta, m) : ad::scale(m, theta),
                 -options_.alpha0);
         }
-        ad::Var<S> u = ad::concat_rows(tape.leaf(state.m.data(), n_, 1),
-                                       tape.constant(Mat<S>::Zero(h_ - n_, 1)));
-        std::vector<ad::Var<S>> W;
+        TapeScratch& t = tape_scratch();
+        ad::Var<S> u = ad::concat_rows(tape.leaf(state.m.data(), n_, 1), tape.constant(t.padding));
+        t.layers.clear();
         for (Index i = 0; i < options_.layers; ++i) {
             const Block& b = meta_layout_[static_cast<std::size_t>(i)];
-            W.push_back(tape.leaf(state.phi.data() + b.offset, k_, h_, h ? h + b.offset : nullptr));
-            u = ad::block_diag_mul(W.back(), ad::gather_rows(u, stack_.permutation(i)), true);
+            t.layers.push_back(
+                tape.leaf(state.phi.data() + b.offset, k_, h_, h ? h + b.offset : nullptr));
+            u = ad::block_diag_mul(t.layers.back(),
+                                   ad::gather_rows(u, t.perms[static_cast<std::size_t>(i)]), true);
         }
         for (Index i = options_.layers - 1; i >= 0; --i) {
-            const std::vector<Index> perm = stack_.permutation(i);
-            std::vector<Index> inverse(perm.size());
-            for (std::size_t t = 0; t < perm.size(); ++t)
-                inverse[static_cast<std::size_t>(perm[t])] = static_cast<Index>(t);
-            u = ad::gather_rows(ad::block_diag_mul(W[static_cast<std::size_t>(i)], u, false),
-                                inverse);
+            const auto at = static_cast<std::size_t>(i);
+            u = ad::gather_rows(ad::block_diag_mul(t.layers[at], u, false), t.inverses[at]);
         }
         return ad::scale(ad::slice(u, 0, 0, n_, 1), -options_.alpha0);
     }
 
 private:
-    /// P_1 … P_N as row picks, drawn from the seed's own stream.
-    static std::vector<std::vector<Index>> permutations(const Options& options, Index h) {
-        Rng rng = Rng::stream(options.seed, 1);
-        std::vector<std::vector<Index>> perms;
-        for (Index i = 0; i < options.layers; ++i)
-            perms.push_back(rng.permutation(h));
-        return perms;
+    /// What record() needs beyond the closed form, made on its first call (only
+    /// tape users pay for it): P_i and P_iᵀ as row picks, E's zeros, the leaves.
+    struct TapeScratch {
+        std::vector<std::vector<Index>> perms, inverses;
+        Mat<S> padding;
+        std::vector<ad::Var<S>> layers;
+    };
+    TapeScratch& tape_scratch() const {
+        if (tape_.padding.size() == 0) {
+            tape_.padding = Mat<S>::Zero(h_ - n_, 1);
+            for (Index i = 0; i < options_.layers; ++i) {
+                tape_.perms.push_back(stack_.permutation(i));
+                std::vector<Index>& inverse =
+                    tape_.inverses.emplace_back(tape_.perms.back().size());
+                for (std::size_t t = 0; t < inverse.size(); ++t)
+                    inverse[static_cast<std::size_t>(tape_.perms.back()[t])] =
+                        static_cast<Index>(t);
+            }
+        }
+        return tape_;
     }
 
     Index n_, k_, h_;
@@ -253,6 +264,7 @@ private:
     Layout meta_layout_;
     PermutedBlockStack<S> stack_;
     mutable Vec<S> move_;  // G(θ)m, checked before x moves
+    mutable TapeScratch tape_;
 };
 
 }  // namespace detail

@@ -22,27 +22,31 @@
 #include <cstdint>
 #include <limits>
 #include <type_traits>
-#include <utility>
 #include <vector>
 
 #include "../core/error.hpp"
+#include "../core/rng.hpp"
 #include "../core/types.hpp"
 #include "optimizer_base.hpp"
 
 namespace scaltra::detail {
 
+/// The largest block size k of LODO's layers (its kernels keep k×k locals inline).
+inline constexpr int kMaxLodoBlock = 32;
+
 template <Real S>
 class PermutedBlockStack {
 public:
-    /// n inputs padded to width h (a multiple of k); one permutation of 0..h−1 per layer.
-    PermutedBlockStack(Index n, Index k, Index h, const std::vector<std::vector<Index>>& perms)
-        : n_(n), k_(k), h_(h), layers_(static_cast<Index>(perms.size())) {
-        if (h_ > static_cast<Index>(std::numeric_limits<std::uint32_t>::max()))
+    /// n inputs padded to width h (a multiple of k, k ≤ kMaxLodoBlock); `layers`
+    /// permutations of 0..h−1, drawn from rng.
+    PermutedBlockStack(Index n, Index k, Index h, Index layers, Rng rng)
+        : n_(n), k_(k), h_(h), layers_(layers) {
+        if (layers_ > 0 && h_ > static_cast<Index>(std::numeric_limits<std::uint32_t>::max()))
             throw InvalidArgument(
                 concat("LODO: hidden width ", h_, " exceeds the 32-bit permutation indices"));
         perms_.reserve(static_cast<std::size_t>(layers_ * h_));
-        for (const auto& perm : perms)
-            for (Index t : perm)
+        for (Index i = 0; i < layers_; ++i)
+            for (Index t : rng.permutation(h_))
                 perms_.push_back(static_cast<std::uint32_t>(t));
     }
 
@@ -82,7 +86,8 @@ public:
     /// The two paths run interleaved, (u, r) as the rows of a 2×h matrix, so a
     /// permutation costs one random access per pair, and block j of both is one
     /// 2×k by k×k product.
-    double forward_pair(const S* W, const S* m, const S* g) const {
+    /// `scale` is the backward pass's (the bound covers scale·(1) too).
+    double forward_pair(const S* W, const S* m, const S* g, S scale) const {
         reserve(true);
         auto pairs = pair_map(pair_.data());
         pairs.row(0).head(n_) = Eigen::Map<const Vec<S>>(m, n_).transpose();
@@ -96,37 +101,52 @@ public:
                 const S* Wi = layer(W, i);
                 // Elementwise maxima, reduced once per layer: |W_ij| ≤ w gives
                 // ‖W_ij‖₂ ≤ k·w = s_i.
-                Eigen::Matrix<S, K, K> w_max = Eigen::Matrix<S, K, K>::Zero(k_, k_);
-                Eigen::Matrix<S, 2, K> x_max = Eigen::Matrix<S, 2, K>::Zero(2, k_);
+                // cwiseMax may drop a NaN; x − x is 0 while x is finite, NaN after.
+                BlockMat<K> w_max = BlockMat<K>::Zero(k_, k_), w_nan = w_max;
+                PairMat<K> x_max = PairMat<K>::Zero(2, k_), x_nan = x_max;
                 for (Index j = 0; j < h_; j += k_) {
                     const auto Wj = block_map<K>(Wi + j * k_);
                     const auto Xj = pair_block<K>(X + 2 * j);
-                    const Eigen::Matrix<S, K, K> Wt = Wj.transpose();  // column axpys below
-                    const Eigen::Matrix<S, K, 1> p = Xj.row(0), q = Xj.row(1);
+                    const BlockMat<K> Wt = Wj.transpose();  // column axpys below
+                    const BlockVec<K> p = Xj.row(0), q = Xj.row(1);
                     auto out = pair_block<K>(pair_.data() + 2 * j);
-                    out.row(0) = (Wt * p).transpose();
-                    out.row(1) = (Wt * q).transpose();
+                    out.row(0) = Wt.lazyProduct(p).transpose();
+                    out.row(1) = Wt.lazyProduct(q).transpose();
                     w_max = w_max.cwiseMax(Wj.cwiseAbs());
                     x_max = x_max.cwiseMax(Xj.cwiseAbs());
+                    w_nan += Wj - Wj;
+                    x_nan += Xj - Xj;
                 }
                 const auto at = static_cast<std::size_t>(i);
-                log_scale_[at] = std::log2(static_cast<double>(k_ * w_max.maxCoeff()));
-                log_p_[at] = std::log2(static_cast<double>(x_max.row(0).maxCoeff()));
-                log_q_[at] = std::log2(static_cast<double>(x_max.row(1).maxCoeff()));
+                const S nan = w_nan.sum() + x_nan.sum();  // 0, or NaN
+                log_scale_[at] = log2_of(S(k_) * w_max.maxCoeff() + nan);
+                log_p_[at] = log2_of(x_max.row(0).maxCoeff() + nan);
+                log_q_[at] = log2_of(x_max.row(1).maxCoeff() + nan);
             }
         });
-        // From the top: Λ_i = ∏_{l>i} s_l ‖r_N‖ bounds λ_i, Z_i = ∏_{l>i} s_l ‖u_N‖ z_i.
-        double log_z = std::log2(static_cast<double>(pairs.row(0).norm()));
-        double log_lambda = std::log2(static_cast<double>(pairs.row(1).norm()));
-        double bound = std::max(log_lambda, log_z);
+        // From the top: Λ_i = ∏_{l>i} s_l ‖r_N‖₂ bounds λ_i, Z_i = ∏_{l>i} s_l ‖u_N‖₂
+        // z_i, with ‖v‖₂ ≤ √h·max|v| (a norm itself could under- or overflow). Any
+        // NaN (inf − inf, or a NaN in θ) makes the bound infinite.
+        auto worse = [](double a, double b) {
+            return std::isnan(a) || std::isnan(b) ? std::numeric_limits<double>::quiet_NaN()
+                                                  : std::max(a, b);
+        };
+        const double log_root_h = 0.5 * std::log2(static_cast<double>(h_));
+        const double log_scale = std::log2(std::abs(static_cast<double>(scale)));
+        double log_z =
+            log2_of(pairs.row(0).cwiseAbs().template maxCoeff<Eigen::PropagateNaN>()) + log_root_h;
+        double log_lambda =
+            log2_of(pairs.row(1).cwiseAbs().template maxCoeff<Eigen::PropagateNaN>()) + log_root_h;
+        double bound = worse(log_lambda, log_z);
         for (Index i = layers_ - 1; i >= 0; --i) {
             const auto at = static_cast<std::size_t>(i);
-            const double term =  // a + b ≤ 2 max(a, b)
-                std::max(log_p_[at] + log_lambda, log_q_[at] + log_z) + 1.0;
+            const double term =  // |scale|·(a + b) ≤ |scale|·2 max(a, b)
+                worse(log_p_[at] + log_lambda, log_q_[at] + log_z) + 1.0 + log_scale;
             log_lambda += log_scale_[at];
             log_z += log_scale_[at];
-            bound = std::max({bound, term, log_lambda, log_z});
+            bound = worse(worse(bound, term), worse(log_lambda, log_z));
         }
+        bound += std::max(0.0, log_scale);  // the pass also forms scale·λ_i and scale·z_i
         return std::isnan(bound) ? std::numeric_limits<double>::infinity() : bound;
     }
 
@@ -137,7 +157,7 @@ public:
     /// The adjoints run interleaved as (z; λ), starting from (u_N; r_N).
     template <class Visit>
     void backward_pair(const S* W, S scale, Visit&& visit) const {
-        const Index per_chunk = std::max<Index>(1, kChunk / (k_ * k_)) * k_;  // entries of h
+        const Index per_chunk = blocks_per_chunk() * k_;  // entries of h
         with_block_size([&](auto block) {
             constexpr int K = decltype(block)::value;
             for (Index i = layers_ - 1; i >= 0; --i) {
@@ -148,17 +168,17 @@ public:
                     for (Index j = j0; j < j1; j += k_) {
                         // The rows as contiguous k-vectors: the products below are then
                         // column axpys, which Eigen vectorises.
-                        const Eigen::Matrix<S, K, 1> p = pair_block<K>(X + 2 * j).row(0),
-                                                     q = pair_block<K>(X + 2 * j).row(1);
+                        const BlockVec<K> p = pair_block<K>(X + 2 * j).row(0),
+                                          q = pair_block<K>(X + 2 * j).row(1);
                         auto Yj = pair_block<K>(pair_.data() + 2 * j);
-                        const Eigen::Matrix<S, K, 1> z = Yj.row(0), lambda = scale * Yj.row(1);
+                        const BlockVec<K> z = Yj.row(0), lambda = scale * Yj.row(1);
                         auto G = block_map<K>(gradient_.data() + (j - j0) * k_);
                         for (Index c = 0; c < k_; ++c)
                             G.col(c) = p * lambda(c) + scale * z(c) * q;
                         const auto Wj = block_map<K>(Wi + j * k_);
                         auto out = pair_block<K>(spare_.data() + 2 * j);
-                        out.row(0) = (Wj * z).transpose();
-                        out.row(1) = (Wj * Yj.row(1).transpose()).transpose();
+                        out.row(0) = Wj.lazyProduct(z).transpose();
+                        out.row(1) = Wj.lazyProduct(Yj.row(1).transpose()).transpose();
                     }
                     visit((i * h_ + j0) * k_,
                           Eigen::Map<const Vec<S>>(gradient_.data(), (j1 - j0) * k_));
@@ -171,6 +191,22 @@ public:
 private:
     const std::uint32_t* perm(Index i) const { return perms_.data() + i * h_; }
     const S* layer(const S* W, Index i) const { return W + i * h_ * k_; }
+
+    /// Locals of a block's size: fixed for the common k, else dynamic with inline
+    /// storage of at most kMaxLodoBlock; with coefficient-wise (lazy) products no
+    /// block size allocates.
+    static constexpr int max_of(int K) { return K == Eigen::Dynamic ? kMaxLodoBlock : K; }
+    template <int K>
+    using BlockMat = Eigen::Matrix<S, K, K, Eigen::ColMajor, max_of(K), max_of(K)>;
+    template <int K>
+    using BlockVec = Eigen::Matrix<S, K, 1, Eigen::ColMajor, max_of(K), 1>;
+    template <int K>
+    using PairMat = Eigen::Matrix<S, 2, K, Eigen::ColMajor, 2, max_of(K)>;
+
+    /// The backward pass's chunk: as many whole blocks as fit kChunk entries (at least one).
+    Index blocks_per_chunk() const { return std::max<Index>(1, kChunk / (k_ * k_)); }
+
+    static double log2_of(S v) { return std::log2(static_cast<double>(v)); }
 
     /// Calls f(K) with k as a compile-time constant where it is a common one (the
     /// fixed-size products are several times faster), else Eigen::Dynamic.
@@ -222,14 +258,16 @@ private:
 
     void gather_pairs(const S* u, const std::uint32_t* perm, S* out) const {
         for (Index t = 0; t < h_; ++t) {
-            out[2 * t] = u[2 * perm[t]];
-            out[2 * t + 1] = u[2 * perm[t] + 1];
+            const Index from = 2 * static_cast<Index>(perm[t]);
+            out[2 * t] = u[from];
+            out[2 * t + 1] = u[from + 1];
         }
     }
     void scatter_pairs(const S* y, const std::uint32_t* perm, S* out) const {
         for (Index t = 0; t < h_; ++t) {
-            out[2 * perm[t]] = y[2 * t];
-            out[2 * perm[t] + 1] = y[2 * t + 1];
+            const Index to = 2 * static_cast<Index>(perm[t]);
+            out[to] = y[2 * t];
+            out[to + 1] = y[2 * t + 1];
         }
     }
     void gather(const S* u, const std::uint32_t* perm, S* out) const {
@@ -244,15 +282,16 @@ private:
     template <int K>
     void blocks_transposed(const S* Wi, const S* in, S* out) const {
         for (Index j = 0; j < h_; j += k_) {
-            const Eigen::Matrix<S, K, K> Wt = block_map<K>(Wi + j * k_).transpose();
-            vec_map<K>(out + j).noalias() = Wt * vec_map<K>(in + j);  // column axpys
+            const BlockMat<K> Wt = block_map<K>(Wi + j * k_).transpose();
+            vec_map<K>(out + j).noalias() = Wt.lazyProduct(vec_map<K>(in + j));  // column axpys
         }
     }
     /// out_j = W_j in_j for every block j.
     template <int K>
     void blocks(const S* Wi, const S* in, S* out) const {
         for (Index j = 0; j < h_; j += k_)
-            vec_map<K>(out + j).noalias() = block_map<K>(Wi + j * k_) * vec_map<K>(in + j);
+            vec_map<K>(out + j).noalias() =
+                block_map<K>(Wi + j * k_).lazyProduct(vec_map<K>(in + j));
     }
     /// Scratch, sized on first use (the pair's stores only if a hypergradient is taken).
     void reserve(bool pair) const {
@@ -264,7 +303,7 @@ private:
             pair_.resize(2 * h_);
             spare_.resize(2 * h_);
             stored_.resize(2 * layers_ * h_);
-            gradient_.resize(std::max<Index>(1, kChunk / (k_ * k_)) * k_ * k_);
+            gradient_.resize(blocks_per_chunk() * k_ * k_);
             log_scale_.resize(static_cast<std::size_t>(layers_));
             log_p_.resize(static_cast<std::size_t>(layers_));
             log_q_.resize(static_cast<std::size_t>(layers_));

@@ -222,6 +222,16 @@ bool plot(const std::vector<Run>& runs, const std::vector<std::int64_t>& probes,
     return pclose(gp) == 0;
 }
 
+/// A table entry; a run that diverged shows "div".
+void print_value(const char* format, double v) {
+    if (!std::isfinite(v)) {
+        std::printf(" %10s", "div");
+        return;
+    }
+    std::printf(" ");
+    std::printf(format, v);
+}
+
 [[noreturn]] void usage() {
     std::fprintf(stderr,
                  "usage: noisy_quadratic [--steps K] [--dim N] [--seed S] [--alpha0 A] "
@@ -324,7 +334,7 @@ int main(int argc, char** argv) {
                 continue;
             std::printf("%-28s %10.4f", kOptimizers[o].name, runs[o].error[0]);
             for (std::int64_t t : decades)
-                std::printf(" %10.4f", error_at(runs[o], t));
+                print_value("%10.4f", error_at(runs[o], t));
             std::printf("\n");
         }
         std::printf("\n%-28s", "mean loss (last 1000) at");
@@ -339,7 +349,7 @@ int main(int argc, char** argv) {
                     : std::string(e.name) + " (lr " + std::to_string(e.lr).substr(0, 6) + ")";
             std::printf("%-28s", label.c_str());
             for (std::int64_t t : decades)
-                std::printf(" %10.4g", window_mean(runs[o].loss, t));
+                print_value("%10.4g", window_mean(runs[o].loss, t));
             std::printf("\n");
         }
 

@@ -16,6 +16,9 @@
 //
 //   build/release/bench/optimizer_step_bench --benchmark_repetitions=3
 //       --benchmark_report_aggregates_only=true
+#include <cstdint>
+#include <vector>
+
 #include <scaltra/core/rng.hpp>
 #include <scaltra/optim.hpp>
 
@@ -86,6 +89,26 @@ void BM_ScaltraRank4(benchmark::State& state) {
     run_steps(state, scaltra::Scaltra<S>(state.range(0), {.rank = 4}), 29);
 }
 
+// One of LODO's permutation passes, out[t] = u[perm[t]] over a hidden vector of
+// h floats (h = 2e5 and 2e6 are n = 1e5 and 1e6): the random access the bench
+// above pays 4·N times per step. items_per_second is elements gathered.
+void BM_PermutedGather(benchmark::State& state) {
+    const Index h = state.range(0);
+    scaltra::Rng rng(1);
+    std::vector<std::uint32_t> perm;
+    for (Index t : rng.permutation(h))
+        perm.push_back(static_cast<std::uint32_t>(t));
+    const Vec<S> u = rng.normal_vector<S>(h);
+    Vec<S> out(h);
+    for (auto _ : state) {
+        for (Index t = 0; t < h; ++t)
+            out[t] = u[perm[static_cast<std::size_t>(t)]];
+        benchmark::DoNotOptimize(out.data());
+        benchmark::ClobberMemory();
+    }
+    state.SetItemsProcessed(state.iterations() * h);
+}
+
 // LODO with the defaults (N = 16, k = 4): M = 16·h·4, h = 2n + 4 − (2n mod 4).
 void BM_Lodo(benchmark::State& state) {
     const Index n = state.range(0);
@@ -116,6 +139,7 @@ BENCHMARK(BM_Scaltra) SCALTRA_SIZES;
 BENCHMARK(BM_ScaltraRank4) SCALTRA_SIZES;
 #undef SCALTRA_SIZES
 BENCHMARK(BM_Adam)->Arg(100'000)->UseRealTime();
+BENCHMARK(BM_PermutedGather)->Arg(200'000)->Arg(2'000'000)->UseRealTime();
 BENCHMARK(BM_Lodo)->Arg(100'000)->Arg(1'000'000)->UseRealTime()->Unit(benchmark::kMillisecond);
 
 }  // namespace

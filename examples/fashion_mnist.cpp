@@ -30,6 +30,8 @@
 
 #include <scaltra/scaltra.hpp>
 
+#include "example_cli.hpp"
+
 #ifdef SCALTRA_HAVE_OPENBLAS
 extern "C" char* openblas_get_corename(void);
 #endif
@@ -412,10 +414,7 @@ int main(int argc, char** argv) {
     if (!settings.plot.empty()) {
         const Index steps_per_epoch = (fm.train.size() + settings.batch - 1) / settings.batch;
         if (!plot(runs, settings.plot, steps_per_epoch)) {
-            std::fprintf(stderr,
-                         "fashion_mnist: gnuplot failed to write %s (is it installed? "
-                         "apt-get install gnuplot-nox)\n",
-                         settings.plot.c_str());
+            examples::report_plot_failure("fashion_mnist", settings.plot);
             return 1;
         }
         std::printf("plot: %s\n", settings.plot.c_str());

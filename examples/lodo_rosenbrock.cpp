@@ -10,13 +10,14 @@
 //   lodo_rosenbrock [--steps K] [--csv FILE]
 #include <cmath>
 #include <cstdio>
-#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <string>
 #include <vector>
 
 #include <scaltra/scaltra.hpp>
+
+#include "example_cli.hpp"
 
 namespace {
 
@@ -63,6 +64,14 @@ S tail_mean(const std::vector<S>& loss) {
 
 using Factory = std::function<std::vector<S>(double lr, std::vector<Vec<S>>* path)>;
 
+/// The Factory of an optimizer made from its learning rate by `make`.
+template <class Make>
+Factory runs_of(Make make, long steps) {
+    return [make, steps](double lr, std::vector<Vec<S>>* path) {
+        return run(make(lr), steps, path);
+    };
+}
+
 struct Best {
     double lr;
     std::vector<S> loss;
@@ -85,11 +94,8 @@ int main(int argc, char** argv) {
     std::string csv;
     for (int i = 1; i < argc; ++i) {
         if (std::strcmp(argv[i], "--steps") == 0 && i + 1 < argc) {
-            steps = std::strtol(argv[++i], nullptr, 10);
-            if (steps < 10) {
-                std::fprintf(stderr, "lodo_rosenbrock: --steps needs an integer >= 10\n");
-                return 2;
-            }
+            steps = static_cast<long>(
+                examples::parse_number("lodo_rosenbrock", "--steps", argv[++i], 10, 1e9, true));
         } else if (std::strcmp(argv[i], "--csv") == 0 && i + 1 < argc) {
             csv = argv[++i];
         } else {
@@ -104,41 +110,26 @@ int main(int argc, char** argv) {
             bool tuned;
         };
         const std::vector<Row> rows = {
-            {"LODO (defaults, α₀ 1)",
-             [&](double, std::vector<Vec<S>>* path) {
-                 return run(scaltra::Lodo<S>(2), steps, path);
-             },
+            {"LODO (defaults, α₀ 1)", runs_of([](double) { return scaltra::Lodo<S>(2); }, steps),
              false},
-            {"LODO",
-             [&](double lr, std::vector<Vec<S>>* path) {
-                 return run(scaltra::Lodo<S>(2, {.alpha0 = lr}), steps, path);
-             },
+            {"LODO", runs_of([](double lr) { return scaltra::Lodo<S>(2, {.alpha0 = lr}); }, steps),
              true},
             {"momentum SGD (0.9)",
-             [&](double lr, std::vector<Vec<S>>* path) {
-                 return run(scaltra::Sgd<S>(2, {.lr = lr, .momentum = 0.9}), steps, path);
-             },
+             runs_of([](double lr) { return scaltra::Sgd<S>(2, {.lr = lr, .momentum = 0.9}); },
+                     steps),
              true},
             {"RMSProp",
-             [&](double lr, std::vector<Vec<S>>* path) {
-                 return run(scaltra::RmsProp<S>(2, {.lr = lr}), steps, path);
-             },
-             true},
-            {"Adam",
-             [&](double lr, std::vector<Vec<S>>* path) {
-                 return run(scaltra::Adam<S>(2, {.lr = lr}), steps, path);
-             },
+             runs_of([](double lr) { return scaltra::RmsProp<S>(2, {.lr = lr}); }, steps), true},
+            {"Adam", runs_of([](double lr) { return scaltra::Adam<S>(2, {.lr = lr}); }, steps),
              true},
         };
         std::printf(
             "f(x, y) = 0.01(1 - x)^2 + (y - x^2)^2 from (-0.5, 2), %ld steps; lr (LODO: α₀) "
             "from {1e-3, 3e-3, ..., 3}\n\n%-24s %8s %14s %14s %10s %10s\n",
             steps, "optimizer", "lr", "mean last 10%", "final loss", "x", "y");
-        FILE* out = csv.empty() ? nullptr : std::fopen(csv.c_str(), "w");
-        if (!csv.empty() && out == nullptr) {
-            std::fprintf(stderr, "lodo_rosenbrock: cannot write %s\n", csv.c_str());
+        std::FILE* out = csv.empty() ? nullptr : examples::open_output("lodo_rosenbrock", csv);
+        if (!csv.empty() && out == nullptr)
             return 1;
-        }
         if (out)
             std::fprintf(out, "optimizer,lr,step,x,y,loss\n");
         for (const Row& row : rows) {

@@ -22,12 +22,13 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <functional>
 #include <string>
 #include <vector>
 
 #include <scaltra/scaltra.hpp>
+
+#include "example_cli.hpp"
 
 namespace {
 
@@ -239,28 +240,6 @@ void print_value(const char* format, double v) {
     std::exit(2);
 }
 
-double parse_real(const char* text, const char* flag, double lo, double hi) {
-    char* end = nullptr;
-    const double v = std::strtod(text, &end);
-    if (end == text || *end != '\0' || !(v >= lo && v < hi)) {
-        std::fprintf(stderr, "noisy_quadratic: %s needs a number in [%g, %g), got '%s'\n", flag, lo,
-                     hi, text);
-        std::exit(2);
-    }
-    return v;
-}
-
-long parse_count(const char* text, const char* flag) {
-    char* end = nullptr;
-    const long v = std::strtol(text, &end, 10);
-    if (end == text || *end != '\0' || v <= 0) {
-        std::fprintf(stderr, "noisy_quadratic: %s needs a positive integer, got '%s'\n", flag,
-                     text);
-        std::exit(2);
-    }
-    return v;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -268,6 +247,13 @@ int main(int argc, char** argv) {
     LodoSettings lodo;
     std::string csv, png;
     bool tuning = false;
+    auto count = [](const char* text, const char* flag) {
+        return static_cast<long>(
+            examples::parse_number("noisy_quadratic", flag, text, 1, 1e9, true));
+    };
+    auto number = [](const char* text, const char* flag) {
+        return examples::parse_number("noisy_quadratic", flag, text, -INFINITY, INFINITY);
+    };
     for (int i = 1; i < argc; ++i) {
         const std::string flag = argv[i];
         if (flag == "--tune") {
@@ -275,17 +261,17 @@ int main(int argc, char** argv) {
         } else if (i + 1 >= argc) {
             usage();
         } else if (flag == "--steps") {
-            steps = parse_count(argv[++i], "--steps");
+            steps = count(argv[++i], "--steps");
         } else if (flag == "--dim") {
-            dim = parse_count(argv[++i], "--dim");
+            dim = count(argv[++i], "--dim");
         } else if (flag == "--seed") {
-            seed = parse_count(argv[++i], "--seed");
+            seed = count(argv[++i], "--seed");
         } else if (flag == "--alpha0") {
-            lodo.alpha0 = parse_real(argv[++i], "--alpha0", 1e-12, INFINITY);
+            lodo.alpha0 = number(argv[++i], "--alpha0");  // the options check the ranges
         } else if (flag == "--beta") {
-            lodo.beta = parse_real(argv[++i], "--beta", 0, 1);
+            lodo.beta = number(argv[++i], "--beta");
         } else if (flag == "--meta-lr") {
-            lodo.meta_lr = parse_real(argv[++i], "--meta-lr", 1e-12, INFINITY);
+            lodo.meta_lr = number(argv[++i], "--meta-lr");
         } else if (flag == "--csv") {
             csv = argv[++i];
         } else if (flag == "--plot") {
@@ -354,11 +340,9 @@ int main(int argc, char** argv) {
         }
 
         if (!csv.empty()) {
-            FILE* out = std::fopen(csv.c_str(), "w");
-            if (out == nullptr) {
-                std::fprintf(stderr, "noisy_quadratic: cannot write %s\n", csv.c_str());
+            std::FILE* out = examples::open_output("noisy_quadratic", csv);
+            if (out == nullptr)
                 return 1;
-            }
             std::fprintf(out, "step");
             for (const Entry& e : kOptimizers)
                 std::fprintf(out, ",loss_%s", e.name);
@@ -380,10 +364,7 @@ int main(int argc, char** argv) {
         }
         if (!png.empty()) {
             if (!plot(runs, probes, steps, lodo, png)) {
-                std::fprintf(stderr,
-                             "noisy_quadratic: gnuplot failed to write %s (is it installed? "
-                             "apt-get install gnuplot-nox)\n",
-                             png.c_str());
+                examples::report_plot_failure("noisy_quadratic", png);
                 return 1;
             }
             std::printf("plot: %s\n", png.c_str());

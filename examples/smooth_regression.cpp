@@ -16,14 +16,14 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <cstdlib>
-#include <cstring>
 #include <deque>
 #include <limits>
 #include <string>
 #include <vector>
 
 #include <scaltra/scaltra.hpp>
+
+#include "example_cli.hpp"
 
 namespace {
 
@@ -182,31 +182,24 @@ bool plot(const std::vector<std::vector<Stat>>& curves, const std::vector<int>& 
     return pclose(gp) == 0;
 }
 
-int parse(const char* text, const char* flag) {
-    char* end = nullptr;
-    const long v = std::strtol(text, &end, 10);
-    if (end == text || *end != '\0' || v <= 0 || v > 1000000) {
-        std::fprintf(stderr, "smooth_regression: %s needs a positive integer, got '%s'\n", flag,
-                     text);
-        std::exit(2);
-    }
-    return static_cast<int>(v);
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
     int seeds = 20, steps = 2000;
     std::string csv, png;
+    auto count = [](const char* text, const char* flag) {
+        return static_cast<int>(
+            examples::parse_number("smooth_regression", flag, text, 1, 1e6, true));
+    };
     bool tuning = false;
     for (int i = 1; i < argc; ++i) {
         const std::string flag = argv[i];
         if (flag == "--tune") {
             tuning = true;
         } else if (i + 1 < argc && flag == "--seeds") {
-            seeds = parse(argv[++i], "--seeds");
+            seeds = count(argv[++i], "--seeds");
         } else if (i + 1 < argc && flag == "--steps") {
-            steps = parse(argv[++i], "--steps");
+            steps = count(argv[++i], "--steps");
         } else if (i + 1 < argc && flag == "--csv") {
             csv = argv[++i];
         } else if (i + 1 < argc && flag == "--plot") {
@@ -272,11 +265,9 @@ int main(int argc, char** argv) {
     }
 
     if (!csv.empty()) {
-        FILE* out = std::fopen(csv.c_str(), "w");
-        if (out == nullptr) {
-            std::fprintf(stderr, "smooth_regression: cannot write %s\n", csv.c_str());
+        std::FILE* out = examples::open_output("smooth_regression", csv);
+        if (out == nullptr)
             return 1;
-        }
         std::fprintf(out, "step");
         for (const auto& e : kOptimizers)
             std::fprintf(out, ",%s_mean,%s_std", e.name, e.name);
@@ -292,10 +283,7 @@ int main(int argc, char** argv) {
     }
     if (!png.empty()) {
         if (!plot(curves, diverged_runs, png)) {
-            std::fprintf(stderr,
-                         "smooth_regression: gnuplot failed to write %s (is it installed? "
-                         "apt-get install gnuplot-nox)\n",
-                         png.c_str());
+            examples::report_plot_failure("smooth_regression", png);
             return 1;
         }
         std::printf("plot: %s\n", png.c_str());

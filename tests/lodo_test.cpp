@@ -8,6 +8,7 @@
 #include <scaltra/optim.hpp>
 #include <scaltra/problems.hpp>
 
+#include "resume_check.hpp"
 #include <catch2/catch.hpp>
 
 using scaltra::Index;
@@ -112,14 +113,7 @@ TEST_CASE("LODO: save and load mid-run continue bit-identically; other permutati
     Vec<double> xa = f.initial_point();
     for (int t = 0; t < 10; ++t)
         a.step(xa, f);
-    std::stringstream saved;
-    a.save(saved);
-    b.load(saved);
-    Vec<double> xb = xa;
-    for (int t = 0; t < 10; ++t)
-        CHECK(a.step(xa, f) == b.step(xb, f));
-    CHECK(xa == xb);
-    CHECK(scaltra::bitwise_equal(a.state(), b.state()));
+    testing::check_resumes_bit_identically(a, b, f, xa, 10);
     CHECK(a.state().phi != scaltra::Lodo<double>(6, options).state().phi);  // θ was learned
 
     scaltra::Lodo<double> other(6, {.alpha0 = 1e-3, .layers = 4, .seed = 1});
@@ -207,6 +201,14 @@ TEMPLATE_TEST_CASE("LODO's fused step is the separate steps'", "[lodo]", float, 
     CHECK((xa - xb).norm() <= 10 * tol * xb.norm());
     CHECK((fast.state().phi - taped.state().phi).norm() <= 10 * tol * taped.state().phi.norm());
     CHECK(fast.state().phi != scaltra::Lodo<S>(10, {.layers = 4}).state().phi);  // θ was learned
+}
+
+TEST_CASE("OnlineMeta finds both fused steps with Adam as meta-optimizer", "[lodo]") {
+    STATIC_REQUIRE(scaltra::FusedStep<scaltra::detail::LodoRule<float, scaltra::AdamOptions<float>>,
+                                      scaltra::Adam<float>>);
+    STATIC_REQUIRE(
+        scaltra::FusedStep<scaltra::detail::ScaltraRule<double, scaltra::AdamOptions<double>>,
+                           scaltra::Adam<double>>);
 }
 
 TEST_CASE("LODO's fused step refuses, changing nothing, where it does not apply", "[lodo]") {

@@ -12,6 +12,7 @@
 #include <scaltra/optim.hpp>
 #include <scaltra/problems.hpp>
 
+#include "resume_check.hpp"
 #include <catch2/catch.hpp>
 
 using scaltra::Index;
@@ -264,11 +265,6 @@ std::vector<std::pair<Index, Index>> shapes(const State& state) {
     return out;
 }
 
-template <class S>
-bool bitwise_equal(const Vec<S>& a, const Vec<S>& b) {
-    return a.size() == b.size() && std::memcmp(a.data(), b.data(), sizeof(S) * a.size()) == 0;
-}
-
 }  // namespace
 
 TEMPLATE_LIST_TEST_CASE("optimizer conformance", "[optim][conformance]", AllCases) {
@@ -303,18 +299,8 @@ TEMPLATE_LIST_TEST_CASE("optimizer conformance", "[optim][conformance]", AllCase
         Vec<S> xa = x0;
         for (int t = 0; t < 7; ++t)
             a.step(xa, quadratic);
-        std::stringstream saved;
-        a.save(saved);
-
         auto b = TestType::make(n);
-        b.load(saved);
-        CHECK(scaltra::bitwise_equal(a.state(), b.state()));
-        Vec<S> xb = xa;
-        for (int t = 0; t < 7; ++t) {
-            CHECK(a.step(xa, quadratic) == b.step(xb, quadratic));
-        }
-        CHECK(bitwise_equal(xa, xb));
-        CHECK(scaltra::bitwise_equal(a.state(), b.state()));
+        testing::check_resumes_bit_identically(a, b, quadratic, xa, 7);
     }
 
     SECTION("loading a corrupt or mismatched state throws and changes nothing") {
@@ -383,9 +369,9 @@ TEMPLATE_LIST_TEST_CASE("optimizer conformance", "[optim][conformance]", AllCase
             a.step(xa, fa);
             b.step(xb, fb);
         }
-        CHECK(bitwise_equal(run_alone(3), xa));
-        CHECK(bitwise_equal(run_alone(4), xb));
-        CHECK_FALSE(bitwise_equal(xa, xb));
+        CHECK(testing::bitwise_equal(run_alone(3), xa));
+        CHECK(testing::bitwise_equal(run_alone(4), xb));
+        CHECK_FALSE(testing::bitwise_equal(xa, xb));
     }
 
     SECTION("an objective that throws leaves x and the state untouched") {
@@ -399,7 +385,7 @@ TEMPLATE_LIST_TEST_CASE("optimizer conformance", "[optim][conformance]", AllCase
             throw std::runtime_error("data loader failed");
         };
         CHECK_THROWS_WITH(opt.step(x, throws), "data loader failed");
-        CHECK(bitwise_equal(x, x_copy));
+        CHECK(testing::bitwise_equal(x, x_copy));
         CHECK(scaltra::bitwise_equal(opt.state(), before));
     }
 
@@ -473,13 +459,13 @@ TEMPLATE_LIST_TEST_CASE("optimizer conformance", "[optim][conformance]", AllCase
         Vec<S> longer = Vec<S>::Ones(n + 1);
         const Vec<S> longer_copy = longer;
         CHECK_THROWS_AS(opt.step(longer, quadratic), scaltra::DimensionMismatch);
-        CHECK(bitwise_equal(longer, longer_copy));
+        CHECK(testing::bitwise_equal(longer, longer_copy));
         CHECK(scaltra::bitwise_equal(opt.state(), before));
 
         const Vec<S> x_copy = x;
         const Vec<S> short_gradient = Vec<S>::Ones(n - 1);
         CHECK_THROWS_AS(opt.update(x, short_gradient), scaltra::DimensionMismatch);
-        CHECK(bitwise_equal(x, x_copy));
+        CHECK(testing::bitwise_equal(x, x_copy));
         CHECK(scaltra::bitwise_equal(opt.state(), before));
     }
 
@@ -510,7 +496,7 @@ TEMPLATE_LIST_TEST_CASE("optimizer conformance", "[optim][conformance]", AllCase
                 CHECK(std::isfinite(opt.step(x, inf_gradient)));
                 opt.update(x, nan_gradient);
             }
-            CHECK(bitwise_equal(x, x_copy));
+            CHECK(testing::bitwise_equal(x, x_copy));
             CHECK(scaltra::bitwise_equal(opt.state(), before));
         }
     }
@@ -526,7 +512,7 @@ TEMPLATE_LIST_TEST_CASE("optimizer conformance", "[optim][conformance]", AllCase
             quadratic(packed.segment(4, n), g);
             b.update(packed.segment(4, n), g);
         }
-        CHECK(bitwise_equal(xa, Vec<S>(packed.segment(4, n))));
+        CHECK(testing::bitwise_equal(xa, Vec<S>(packed.segment(4, n))));
         CHECK(packed.head(4).isZero());
         CHECK(packed.tail(6).isZero());
     }

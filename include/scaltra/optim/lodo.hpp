@@ -20,7 +20,6 @@
 #include <limits>
 #include <string_view>
 #include <tuple>
-#include <utility>
 #include <vector>
 
 #include "../autodiff/ops_elementwise.hpp"
@@ -87,6 +86,7 @@ public:
     using State = LodoState<S>;
     using Options = LodoOptions<S, MetaOptions>;
     static constexpr std::string_view kName = "LODO";
+    static constexpr bool kFusedStep = true;  // fused_apply, below
 
     LodoRule(const Layout& layout, const Options& options)
         : n_(layout.size()),
@@ -273,13 +273,6 @@ private:
 template <Real S, GradientOptimizer MetaOpt = Adam<S>>
 class Lodo : public OnlineMeta<detail::LodoRule<S, typename MetaOpt::Options>, MetaOpt> {
     using Base = OnlineMeta<detail::LodoRule<S, typename MetaOpt::Options>, MetaOpt>;
-
-    // OnlineMeta finds the fused step by its signature: fail here, not silently, if it drifts.
-    static_assert(requires(typename Base::State & state, MetaOpt& meta, Eigen::Ref<Vec<S>> x,
-                           const Eigen::Ref<const Vec<S>>& g) {
-        std::declval<const detail::LodoRule<S, typename MetaOpt::Options>&>().fused_apply(
-            state, meta, x, g);
-    });
 
 public:
     using Base::Base;

@@ -32,6 +32,9 @@
 //   fused_apply(state, meta, x, g)  steps 2–4 at once, in fewer passes over
 //                                 memory, for the closed form; it returns false,
 //                                 having changed nothing, where it does not apply.
+//                                 A rule that has one says so (kFusedStep = true),
+//                                 so that a drifted signature fails to compile
+//                                 instead of silently taking the separate steps.
 // Options must have `meta` (the MetaOpt's options), `hypergradient`,
 // `on_non_finite` and `validate()`. A rule without meta-parameters (LODO at
 // depth 0) gets no meta-optimizer and is its plain update.
@@ -86,10 +89,21 @@ concept LearnedRule = Real<typename R::Scalar> && StateAggregate<typename R::Sta
     { state.phi } -> std::convertible_to<Vec<typename R::Scalar>>;
 };
 
+/// A rule whose fused_apply takes this meta-optimizer (see the top of the file).
+template <class R, class MetaOpt>
+concept FusedStep = requires(const R& rule, typename R::State& state, MetaOpt& meta,
+                             Eigen::Ref<Vec<typename R::Scalar>> x,
+                             const Eigen::Ref<const Vec<typename R::Scalar>>& g) {
+    { rule.fused_apply(state, meta, x, g) } -> std::same_as<bool>;
+};
+
 template <LearnedRule Rule, GradientOptimizer MetaOpt>
 requires std::same_as<typename Rule::Scalar, typename MetaOpt::Scalar>
 class OnlineMeta {
     using S = typename Rule::Scalar;
+    static_assert(
+        !requires { requires Rule::kFusedStep; } || FusedStep<Rule, MetaOpt>,
+        "the rule declares a fused step that OnlineMeta cannot call");
 
 public:
     using Scalar = S;
@@ -168,7 +182,7 @@ private:
     }
 
     void apply(Eigen::Ref<Vec<S>> x, const Eigen::Ref<const Vec<S>>& g) {
-        if constexpr (requires { rule_.fused_apply(state_, *meta_, x, g); }) {
+        if constexpr (FusedStep<Rule, MetaOpt>) {
             if (state_.step > 0 && meta_ && options_.hypergradient == Hypergradient::closed_form
                 && rule_.fused_apply(state_, *meta_, x, g)) {
                 ++state_.step;

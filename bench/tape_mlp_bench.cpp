@@ -1,6 +1,9 @@
 // Forward + backward of a 784-256-128-10 ReLU MLP with softmax cross-entropy at
 // batch 128, float: on the autodiff tape, and written by hand with Eigen in the
 // same binary, at 1 and 2 threads. The figure of merit is the ratio of their times.
+// BM_MlpStep times whole training steps (objective and optimizer) of nn::Mlp on one
+// thread, so that APO's look-ahead every K steps is priced against its base
+// optimizer's step: the mean over many steps includes the meta-steps.
 // Built with OpenBLAS (SCALTRA_OPENBLAS, the default when found) both send their
 // products to sgemm; configure with -DSCALTRA_OPENBLAS=OFF for Eigen's own GEMM.
 //
@@ -12,7 +15,9 @@
 #include <scaltra/autodiff.hpp>
 #include <scaltra/core/rng.hpp>
 #include <scaltra/core/threads.hpp>
+#include <scaltra/nn/mlp.hpp>
 #include <scaltra/optim/adam.hpp>
+#include <scaltra/optim/apo.hpp>
 
 #include <benchmark/benchmark.h>
 
@@ -120,11 +125,62 @@ void BM_AdamStepMlp(benchmark::State& state) {
     }
 }
 
+// Training steps of the same network on one batch with a probe batch B′ (an
+// nn::MlpObjective), one thread; `make(layout)` builds the optimizer.
+template <class Make>
+void mlp_steps(benchmark::State& state, Make make) {
+    scaltra::set_threads(1);
+    scaltra::nn::Mlp<S> model({kIn, kH1, kH2, kOut}, scaltra::nn::Relu{}, 1);
+    const Mat<S> X = Mat<S>::Random(kIn, kBatch), probe = Mat<S>::Random(kIn, kBatch);
+    std::vector<Index> labels(kBatch);
+    scaltra::Rng rng(2);
+    for (auto& l : labels)
+        l = static_cast<Index>(rng.below(kOut));
+    scaltra::nn::MlpObjective<S> f(model, X, labels, probe);
+    Vec<S> w = model.init();
+    auto opt = make(model.layout());
+    for (auto _ : state) {
+        benchmark::DoNotOptimize(opt.step(w, f));
+        benchmark::DoNotOptimize(w.data());
+    }
+}
+void BM_MlpStepMomentum(benchmark::State& state) {
+    mlp_steps(state,
+              [](const auto& l) { return scaltra::Sgd<S>(l, {.lr = 0.03, .momentum = 0.9}); });
+}
+void BM_MlpStepApo(benchmark::State& state) {  // K = 10, with and without the FSD term
+    const auto fsd = static_cast<S>(state.range(0)) / 10;
+    mlp_steps(state, [&](const auto& l) {
+        return scaltra::Apo<S>(l, {.base = {.lr = 0.03, .momentum = 0.9}, .lambda_fsd = fsd});
+    });
+}
+void BM_MlpStepAdam(benchmark::State& state) {
+    mlp_steps(state, [](const auto& l) { return scaltra::Adam<S>(l); });
+}
+void BM_MlpStepApoAdam(benchmark::State& state) {
+    const auto fsd = static_cast<S>(state.range(0)) / 10;
+    mlp_steps(state, [&](const auto& l) {
+        return scaltra::Apo<S, scaltra::Adam<S>>(l, {.base = {.lr = 1e-3}, .lambda_fsd = fsd});
+    });
+}
+void BM_MlpStepApoP(benchmark::State& state) {
+    const auto fsd = static_cast<S>(state.range(0)) / 10;
+    mlp_steps(state, [&](const auto& l) {
+        return scaltra::ApoP<S>(l, {.lr = 0.03, .momentum = 0.9, .lambda_fsd = fsd});
+    });
+}
+
 // The argument is the number of threads (scaltra::set_threads: OpenMP, and OpenBLAS
 // when the build uses it).
 BENCHMARK(BM_TapeMlp)->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_HandWrittenMlp)->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_AdamStepMlp)->UseRealTime()->Unit(benchmark::kMillisecond);
+// The APO benchmarks' argument is 10·λ_FSD (0: no function-space term).
+BENCHMARK(BM_MlpStepMomentum)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_MlpStepApo)->Arg(0)->Arg(3)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_MlpStepAdam)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_MlpStepApoAdam)->Arg(0)->Arg(3)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_MlpStepApoP)->Arg(0)->Arg(3)->UseRealTime()->Unit(benchmark::kMillisecond);
 
 }  // namespace
 

@@ -8,7 +8,8 @@
 //                 [--eval-every K] [--target PERCENT]
 //                 [--meta-lr LR] [--beta B] [--gamma-rule sca|geometric] [--epsilon E]
 //                 [--rank R] [--b-scale S]
-//                 [--data DIR] [--csv DIR] [--plot FILE.png]
+//                 [--interval K] [--lambda-fsd L] [--lambda-wsd L] [--momentum M]
+//                 [--data DIR] [--csv DIR] [--plot FILE.png] [--plot-lr FILE.png]
 //
 // Each optimizer's default learning rate had the best validation accuracy after
 // 2 epochs in the grid {1e-4, 3e-4, 1e-3, …, 3e-1, 1} at batch 128, seed 1, with
@@ -17,7 +18,10 @@
 // initial learning rate α₀; --meta-lr, --beta, --gamma-rule, --epsilon, --rank and
 // --b-scale set its other options (library defaults otherwise). LODO's --lr is its
 // α₀ (default 1, the library's, not from the grid); --meta-lr and --beta apply to
-// it too.
+// it too. APO's --lr is η₀ (apo: SGD with momentum 0.9, apo-adam: Adam, apo-p: the
+// preconditioner with momentum 0.9); --meta-lr, --interval, --lambda-fsd,
+// --lambda-wsd and --momentum set its other options, and --plot-lr plots the
+// learned learning rates against the step.
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
@@ -56,7 +60,9 @@ struct Settings {
     std::optional<double> meta_lr, beta, epsilon, b_scale;  // SCALTRA's (and LODO's), when set
     std::optional<Index> rank;
     std::optional<scaltra::GammaRule> gamma_rule;
-    std::string data, csv, plot;
+    std::optional<double> lambda_fsd, lambda_wsd, momentum;  // APO's, when set
+    std::optional<Index> interval;
+    std::string data, csv, plot, plot_lr;
 };
 
 /// The optimizers this example knows, with their default learning rates.
@@ -65,9 +71,9 @@ struct Entry {
     double lr;
 };
 constexpr Entry kOptimizers[] = {
-    {"sgd", 3e-1},    {"momentum", 3e-2},      {"adam", 1e-3},
-    {"adamw", 1e-3},  {"rmsprop", 1e-3},       {"adagrad", 1e-2},
-    {"scaltra", 0.5}, {"scaltra-matrix", 0.5}, {"lodo", 1.0},
+    {"sgd", 3e-1},     {"momentum", 3e-2}, {"adam", 1e-3},     {"adamw", 1e-3},
+    {"rmsprop", 1e-3}, {"adagrad", 1e-2},  {"scaltra", 0.5},   {"scaltra-matrix", 0.5},
+    {"lodo", 1.0},     {"apo", 3e-2},      {"apo-adam", 1e-3}, {"apo-p", 3e-2},
 };
 
 /// One optimizer's run: the table row and the curves for the plot.
@@ -76,7 +82,9 @@ struct Run {
     double lr;
     scaltra::FitResult result;
     std::vector<S> step_losses;
-    std::int64_t steps_to_target = -1;  // first evaluated step at the target accuracy
+    std::int64_t steps_to_target = -1;         // first evaluated step at the target accuracy
+    std::vector<std::string> learned_names;    // a learned optimizer's for_each_learned
+    std::vector<std::vector<double>> learned;  // per step, in that order
 };
 
 /// Keeps every step's minibatch loss for the plot and, every `eval_every` steps,
@@ -89,8 +97,16 @@ struct Curves {
     double target;
 
     template <class Opt>
-    void on_step(const Opt&, const scaltra::Progress<S>& p, const Eigen::Ref<const Vec<S>>& w) {
+    void on_step(const Opt& opt, const scaltra::Progress<S>& p, const Eigen::Ref<const Vec<S>>& w) {
         run->step_losses.push_back(p.loss);
+        if constexpr (requires { opt.for_each_learned([](std::string_view, double) {}); }) {
+            auto& values = run->learned.emplace_back();
+            opt.for_each_learned([&](std::string_view name, double value) {
+                if (run->learned.size() == 1)
+                    run->learned_names.emplace_back(name);
+                values.push_back(value);
+            });
+        }
         if (eval_every > 0 && run->steps_to_target < 0 && p.iteration % eval_every == 0
             && 100 * model->evaluate(w, test->inputs, test->labels).accuracy >= target)
             run->steps_to_target = p.iteration;
@@ -102,7 +118,7 @@ Run train(const std::string& name, double lr, Opt opt, const Settings& settings,
           scaltra::nn::Mlp<S>& model, const scaltra::data::LabelledSet<S>& train_set,
           const scaltra::data::LabelledSet<S>* validation_set,
           const scaltra::data::LabelledSet<S>& test_set) {
-    Run run{name, lr, {}, {}};
+    Run run{name, lr, {}, {}, -1, {}, {}};
     Vec<S> w = model.init();  // the same initial weights for every optimizer
     const scaltra::FitOptions<S> options{.epochs = settings.epochs,
                                          .batch_size = settings.batch,
@@ -168,6 +184,28 @@ Run train_named(const std::string& name, double lr, const Settings& settings,
             options.beta = static_cast<S>(*settings.beta);
         return go(scaltra::Lodo<S>(layout, options));
     }
+    // APO: the library's defaults but for what the flags set.
+    const S momentum = static_cast<S>(settings.momentum.value_or(0.9));
+    auto apo = [&](auto options) {
+        if (settings.meta_lr)
+            options.meta.lr = static_cast<S>(*settings.meta_lr);
+        if (settings.interval)
+            options.interval = *settings.interval;
+        if (settings.lambda_fsd)
+            options.lambda_fsd = static_cast<S>(*settings.lambda_fsd);
+        if (settings.lambda_wsd)
+            options.lambda_wsd = static_cast<S>(*settings.lambda_wsd);
+        return options;
+    };
+    if (name == "apo")
+        return go(scaltra::Apo<S>(layout, apo(scaltra::ApoOptions<S, scaltra::SgdOptions<S>>{
+                                              .base = {.lr = rate, .momentum = momentum}})));
+    if (name == "apo-adam")
+        return go(scaltra::Apo<S, scaltra::Adam<S>>(
+            layout, apo(scaltra::ApoOptions<S, scaltra::AdamOptions<S>>{.base = {.lr = rate}})));
+    if (name == "apo-p")
+        return go(scaltra::ApoP<S>(layout,
+                                   apo(scaltra::ApoPOptions<S>{.lr = rate, .momentum = momentum})));
     return go(scaltra::AdaGrad<S>(layout, {.lr = rate}));
 }
 
@@ -268,6 +306,31 @@ bool plot(const std::vector<Run>& runs, const std::string& path, Index steps_per
     return status == 0;
 }
 
+/// The learned learning rates of every run that has them (APO's η; APO-P's per
+/// block), against the step, on a log scale, as a PNG through gnuplot.
+bool plot_learned(const std::vector<Run>& runs, const std::string& path) {
+    FILE* gp = popen("gnuplot 2>&1", "w");
+    if (gp == nullptr)
+        return false;
+    std::string curves;
+    int block = 0;
+    for (const auto& run : runs)
+        for (std::size_t c = 0; c < run.learned_names.size(); ++c, ++block) {
+            std::fprintf(gp, "$lr%d << EOD\n", block);
+            for (std::size_t t = 0; t < run.learned.size(); ++t)
+                std::fprintf(gp, "%zu %g\n", t + 1, run.learned[t][c]);
+            std::fprintf(gp, "EOD\n");
+            curves += (curves.empty() ? "" : ", ") + std::string("$lr") + std::to_string(block)
+                      + " with lines lw 1.5 title '" + run.name + " " + run.learned_names[c] + "'";
+        }
+    std::fprintf(gp,
+                 "set terminal pngcairo size 900,480 font ',10'\nset output '%s'\nset grid\n"
+                 "set key outside right\nset xlabel 'step'\nset ylabel 'learned learning rate'\n"
+                 "set logscale y\nplot %s\n",
+                 path.c_str(), curves.empty() ? "NaN notitle" : curves.c_str());
+    return pclose(gp) == 0;
+}
+
 /// Which library runs the matrix products (and, for OpenBLAS, which kernels it
 /// chose: the CPU's, or OPENBLAS_CORETYPE's).
 std::string products() {
@@ -287,7 +350,10 @@ std::string products() {
                  "                     [--eval-every K] [--target PERCENT]\n"
                  "                     [--meta-lr LR] [--beta B] [--gamma-rule sca|geometric]\n"
                  "                     [--epsilon E] [--rank R] [--b-scale S]\n"
+                 "                     [--interval K] [--lambda-fsd L] [--lambda-wsd L]\n"
+                 "                     [--momentum M]\n"
                  "                     [--data DIR] [--csv DIR] [--plot FILE.png]\n"
+                 "                     [--plot-lr FILE.png]\n"
                  "optimizers:");
     for (const auto& e : kOptimizers)
         std::fprintf(stderr, " %s", e.name);
@@ -344,6 +410,14 @@ Settings parse(int argc, char** argv) {
             s.beta = parse_number(value, "--beta", false, true);
         else if (flag == "--epsilon")
             s.epsilon = parse_number(value, "--epsilon", false, true);
+        else if (flag == "--interval")
+            s.interval = static_cast<Index>(parse_number(value, "--interval", true));
+        else if (flag == "--lambda-fsd")
+            s.lambda_fsd = parse_number(value, "--lambda-fsd", false, true);
+        else if (flag == "--lambda-wsd")
+            s.lambda_wsd = parse_number(value, "--lambda-wsd", false, true);
+        else if (flag == "--momentum")
+            s.momentum = parse_number(value, "--momentum", false, true);
         else if (flag == "--gamma-rule") {
             const std::string rule = value;
             if (rule != "sca" && rule != "geometric")
@@ -355,6 +429,8 @@ Settings parse(int argc, char** argv) {
             s.csv = value;
         else if (flag == "--plot")
             s.plot = value;
+        else if (flag == "--plot-lr")
+            s.plot_lr = value;
         else
             usage(("unknown option " + flag).c_str());
     }
@@ -418,6 +494,13 @@ int main(int argc, char** argv) {
             return 1;
         }
         std::printf("plot: %s\n", settings.plot.c_str());
+    }
+    if (!settings.plot_lr.empty()) {
+        if (!plot_learned(runs, settings.plot_lr)) {
+            examples::report_plot_failure("fashion_mnist", settings.plot_lr);
+            return 1;
+        }
+        std::printf("plot: %s\n", settings.plot_lr.c_str());
     }
     return 0;
 }

@@ -247,7 +247,7 @@ TEST_CASE("evaluating an Mlp and its output discrepancy allocates nothing after 
     model.predict(w, X, reference);
     auto both = [&] {
         model.evaluate(w, X, labels, 100);  // chunks of 100, 100 and 50
-        model.discrepancy_and_grad(w, X, reference, scaltra::nn::Discrepancy::kl_softmax, g);
+        model.discrepancy_and_grad(w, X, reference, scaltra::Discrepancy::kl_softmax, g);
     };
     both();
     CHECK(allocations_during([&] {
@@ -255,4 +255,41 @@ TEST_CASE("evaluating an Mlp and its output discrepancy allocates nothing after 
               both();
           })
           == 0);
+}
+
+TEMPLATE_TEST_CASE("APO's steps allocate nothing after the first meta-step", "[optim][apo][alloc]",
+                   float, double) {
+    using S = TestType;
+    // W1 is 48×40: its products are large enough for the GEMM workspace's own blocking.
+    scaltra::nn::Mlp<S> model({40, 48, 10}, scaltra::nn::Relu{}, 1);
+    const scaltra::Mat<S> X = scaltra::Mat<S>::Random(40, 32),
+                          probe = scaltra::Mat<S>::Random(40, 24);
+    std::vector<scaltra::Index> labels(32);
+    for (std::size_t j = 0; j < labels.size(); ++j)
+        labels[j] = static_cast<scaltra::Index>(j % 10);
+    scaltra::nn::MlpObjective<S> f(model, X, labels, probe);
+    const auto& layout = model.layout();
+    const auto tape = scaltra::Hypergradient::tape;
+    scaltra::Apo<S> apo(layout, {.base = {.lr = 0.05, .momentum = 0.9},
+                                 .interval = 2,
+                                 .lambda_fsd = S(0.5),
+                                 .lambda_wsd = S(0.1)});
+    scaltra::Apo<S, scaltra::Adam<S>> apo_adam(
+        layout, {.base = {.lr = 1e-3}, .interval = 2, .lambda_fsd = S(0.5), .hypergradient = tape});
+    scaltra::ApoP<S> apo_p(layout,
+                           {.lr = 0.05, .momentum = 0.9, .interval = 2, .lambda_fsd = S(0.5)});
+    scaltra::ApoP<S> apo_p_taped(layout, {.lr = 0.05, .interval = 2, .hypergradient = tape});
+    auto steps = [&](auto& opt) {
+        scaltra::Vec<S> x = model.init();
+        opt.step(x, f);  // a meta-step (step 0) sizes the look-ahead's buffers
+        opt.step(x, f);
+        return allocations_during([&] {
+            for (int t = 0; t < 6; ++t)
+                opt.step(x, f);
+        });
+    };
+    CHECK(steps(apo) == 0);
+    CHECK(steps(apo_adam) == 0);
+    CHECK(steps(apo_p) == 0);
+    CHECK(steps(apo_p_taped) == 0);
 }

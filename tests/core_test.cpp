@@ -121,6 +121,16 @@ struct ToyState {
         scaltra::detail::require_state(scale > 0, "scale", "must be positive");
     }
 };
+
+/// A state holding another (as APO's holds its base optimizer's).
+struct NestingState {
+    std::int64_t step = 0;
+    ToyState inner;
+    Vec<double> phi;
+    static constexpr std::array field_names{"step", "inner", "phi"};
+    auto fields() { return std::tie(step, inner, phi); }
+    auto fields() const { return std::tie(step, inner, phi); }
+};
 }  // namespace
 
 TEST_CASE("Rng streams of a seed are seeded apart from each other and from the seed",
@@ -200,6 +210,46 @@ TEST_CASE("the state format round-trips and rejects what does not fit", "[core][
     CHECK_THROWS_WITH(scaltra::load_state<double>(inf_out, "Toy", u),
                       Catch::Contains("'scale' is not finite"));
     CHECK(scaltra::bitwise_equal(u, u2_before));
+}
+
+TEST_CASE("a state nested in a state round-trips, is compared and validated whole",
+          "[core][state]") {
+    auto make = [](double fill) {
+        return NestingState{3,
+                            {5, 0.25 + fill, Vec<double>::Constant(4, fill),
+                             scaltra::Mat<double>::Constant(2, 3, fill)},
+                            Vec<double>::Constant(2, fill)};
+    };
+    const NestingState s = make(1);
+    std::stringstream out;
+    scaltra::save_state<double>(out, "Nest", s);
+    const std::string bytes = out.str();
+    NestingState t = make(0);
+    CHECK_FALSE(scaltra::bitwise_equal(s, t));
+    std::istringstream in(bytes);
+    scaltra::load_state<double>(in, "Nest", t);
+    CHECK(scaltra::bitwise_equal(s, t));
+    t.inner.m[2] = -1;  // a difference inside the nested state counts
+    CHECK_FALSE(scaltra::bitwise_equal(s, t));
+
+    auto rejects = [&](NestingState target, const std::string& data, const char* says) {
+        const NestingState before = target;
+        std::istringstream is(data);
+        CHECK_THROWS_WITH(scaltra::load_state<double>(is, "Nest", target), Catch::Contains(says));
+        CHECK(scaltra::bitwise_equal(target, before));
+    };
+    NestingState other_shape = make(0);
+    other_shape.inner.B.resize(3, 2);
+    rejects(other_shape, bytes, "'B' has shape 2x3, the optimizer expects 3x2");
+    rejects(make(0), bytes.substr(0, bytes.size() - 20), "truncated");
+    NestingState bad = s;
+    bad.inner.scale = -2;  // the nested state's validate() runs too
+    std::stringstream bad_out;
+    scaltra::save_state<double>(bad_out, "Nest", bad);
+    rejects(make(0), bad_out.str(), "'scale' must be positive");
+    std::stringstream flat;  // a flat state where the nested one is expected
+    scaltra::save_state<double>(flat, "Nest", make(1).inner);
+    rejects(make(0), flat.str(), "fields");
 }
 
 TEST_CASE("learning-rate schedules follow their formulas", "[core][schedule]") {

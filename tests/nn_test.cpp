@@ -108,11 +108,12 @@ TEST_CASE("MLP output discrepancy: value and gradient against central difference
     const Vec<double> w = w0 + 0.1 * rng.normal_vector<double>(w0.size());
     Mat<double> out(3, 6);
     model.predict(w, X, out);
-    for (nn::Discrepancy rho : {nn::Discrepancy::squared_error, nn::Discrepancy::kl_softmax}) {
+    for (scaltra::Discrepancy rho :
+         {scaltra::Discrepancy::squared_error, scaltra::Discrepancy::kl_softmax}) {
         INFO("discrepancy " << static_cast<int>(rho));
         // The value against a direct formula.
         double expected = 0;
-        if (rho == nn::Discrepancy::squared_error) {
+        if (rho == scaltra::Discrepancy::squared_error) {
             expected = (out - reference).squaredNorm() / 18.0;
         } else {
             for (Index j = 0; j < 6; ++j) {
@@ -143,9 +144,9 @@ TEST_CASE("MLP output discrepancy: value and gradient against central difference
         CHECK(g0.norm() < 1e-12);
     }
     Vec<double> g = Vec<double>::Zero(w.size());
-    CHECK_THROWS_AS(
-        model.discrepancy_and_grad(w, X, reference.leftCols(5), nn::Discrepancy::kl_softmax, g),
-        scaltra::DimensionMismatch);
+    CHECK_THROWS_AS(model.discrepancy_and_grad(w, X, reference.leftCols(5),
+                                               scaltra::Discrepancy::kl_softmax, g),
+                    scaltra::DimensionMismatch);
 }
 
 TEST_CASE("MLP bad input throws and names the problem", "[nn]") {

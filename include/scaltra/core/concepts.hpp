@@ -12,6 +12,12 @@
 //
 // GradientOptimizer<O>: an Optimizer that also takes a ready gradient,
 // `opt.update(x, g)`; what a learned optimizer needs of its meta-optimizer.
+//
+// ModelObjective<F, S>: an Objective over a model's parameters that can also
+// compare the model's outputs at two parameter vectors on a second batch of
+// inputs B′ (APO's function-space term):
+// `S f.discrepancy(u, w, rho, grad)` returns the mean over B′ of ρ(f(x̃; u), f(x̃; w))
+// and adds its gradient with respect to u into grad, f(x̃; w) held constant.
 #pragma once
 
 #include <concepts>
@@ -40,6 +46,18 @@ struct ObjectiveArchetype {
     }
 };
 }  // namespace detail
+
+/// An output discrepancy ρ(f, r) against reference outputs r: the mean over all
+/// elements of (f − r)² (regression), or the mean over examples of
+/// KL(softmax(r) ‖ softmax(f)) (classification).
+enum class Discrepancy { squared_error, kl_softmax };
+
+template <class F, class S>
+concept ModelObjective = Objective<F, S> && requires(F& f, const Eigen::Ref<const Vec<S>>& u,
+                                                     const Eigen::Ref<const Vec<S>>& w,
+                                                     Discrepancy rho, Eigen::Ref<Vec<S>>& grad) {
+    { f.discrepancy(u, w, rho, grad) } -> std::convertible_to<S>;
+};
 
 template <class O>
 concept Optimizer = requires(O& opt, const O& copt, Eigen::Ref<Vec<typename O::Scalar>>& x,

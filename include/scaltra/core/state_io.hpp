@@ -15,7 +15,8 @@
 //
 //     "scaltra\0"  u32 format version  u32 sizeof(scalar)  string optimizer name
 //     u32 field count, then per field: string name, u8 kind, payload
-//     kind 0: i64 integer; kind 1: one scalar; kind 2: i64 rows, i64 cols, rows*cols scalars
+//     kind 0: i64 integer; kind 1: one scalar; kind 2: i64 rows, i64 cols, rows*cols scalars;
+//     kind 3: a nested state (APO's base optimizer): u32 field count, then its fields as above
 //
 // where a string is a u32 length and its bytes. Loading checks every header
 // value, field name and shape against the live state, that every value is
@@ -64,12 +65,16 @@ void for_each_field(State& state, F&& f) {
     (std::make_index_sequence<names.size()>{});
 }
 
+template <class State>
+requires StateAggregate<State>
+bool bitwise_equal(const State& a, const State& b);
+
 namespace detail {
 
 inline constexpr char state_magic[8] = {'s', 'c', 'a', 'l', 't', 'r', 'a', '\0'};
 inline constexpr std::uint32_t state_format_version = 1;
 
-enum class FieldKind : std::uint8_t { integer = 0, scalar = 1, matrix = 2 };
+enum class FieldKind : std::uint8_t { integer = 0, scalar = 1, matrix = 2, state = 3 };
 
 template <class T>
 void write_raw(std::ostream& out, const T& value) {
@@ -80,6 +85,14 @@ inline void write_string(std::ostream& out, std::string_view s) {
     write_raw(out, static_cast<std::uint32_t>(s.size()));
     out.write(s.data(), static_cast<std::streamsize>(s.size()));
 }
+
+// The fields of a state, each as its name and its value (nested states recurse).
+template <class S, class State>
+requires StateAggregate<State>
+void write_fields(std::ostream& out, const State& state);
+template <class S, class State>
+requires StateAggregate<State>
+void read_fields(std::istream& in, std::string_view name, State& state);
 
 template <class T>
 T read_raw(std::istream& in, std::string_view what) {
@@ -123,6 +136,13 @@ void write_field(std::ostream& out, const S& v) {
     write_raw(out, v);
 }
 
+template <class S, class State>
+requires StateAggregate<State>
+void write_field(std::ostream& out, const State& nested) {
+    write_raw(out, FieldKind::state);
+    write_fields<S>(out, nested);
+}
+
 inline void expect_kind(std::istream& in, FieldKind kind, std::string_view name) {
     const auto got = read_raw<FieldKind>(in, concat("the kind of field '", name, "'"));
     if (got != kind)
@@ -161,6 +181,43 @@ void read_field(std::istream& in, std::string_view name, Dense& m) {
         throw CorruptState(concat("Saved state field '", name, "' holds non-finite values"));
 }
 
+template <class S, class State>
+requires StateAggregate<State>
+void read_field(std::istream& in, std::string_view name, State& nested) {
+    expect_kind(in, FieldKind::state, name);
+    read_fields<S>(in, name, nested);
+}
+
+template <class S, class State>
+requires StateAggregate<State>
+void write_fields(std::ostream& out, const State& state) {
+    write_raw(out, static_cast<std::uint32_t>(State::field_names.size()));
+    for_each_field(state, [&](std::string_view field, const auto& value) {
+        write_string(out, field);
+        write_field<S>(out, value);
+    });
+}
+
+/// Reads the fields of `state` (a state called `name`, for the messages) in
+/// place, then runs its validate(); the caller keeps a copy to fall back on.
+template <class S, class State>
+requires StateAggregate<State>
+void read_fields(std::istream& in, std::string_view name, State& state) {
+    const auto count = read_raw<std::uint32_t>(in, "the field count");
+    if (count != State::field_names.size())
+        throw CorruptState(concat("Saved state has ", count, " fields, ", name, " has ",
+                                  State::field_names.size()));
+    for_each_field(state, [&](std::string_view field, auto& value) {
+        const std::string saved_field = read_string(in, "a field name");
+        if (saved_field != field)
+            throw CorruptState(concat("Saved state has field '", saved_field, "' where ", name,
+                                      " expects '", field, "'"));
+        read_field<S>(in, field, value);
+    });
+    if constexpr (requires { state.validate(); })
+        state.validate();
+}
+
 /// Throws CorruptState "field '<field>' <what>" unless ok; for states' validate().
 inline void require_state(bool ok, std::string_view field, std::string_view what) {
     if (!ok)
@@ -175,7 +232,9 @@ inline void require_step_count(std::int64_t step) {
 
 template <class T>
 bool bitwise_equal_field(const T& a, const T& b) {
-    if constexpr (std::is_base_of_v<Eigen::PlainObjectBase<T>, T>) {
+    if constexpr (StateAggregate<T>) {
+        return bitwise_equal(a, b);
+    } else if constexpr (std::is_base_of_v<Eigen::PlainObjectBase<T>, T>) {
         return a.rows() == b.rows() && a.cols() == b.cols()
                && (a.size() == 0
                    || std::memcmp(a.data(), b.data(),
@@ -210,11 +269,7 @@ void save_state(std::ostream& out, std::string_view name, const State& state) {
     detail::write_raw(out, detail::state_format_version);
     detail::write_raw(out, static_cast<std::uint32_t>(sizeof(S)));
     detail::write_string(out, name);
-    detail::write_raw(out, static_cast<std::uint32_t>(State::field_names.size()));
-    for_each_field(state, [&](std::string_view field, const auto& value) {
-        detail::write_string(out, field);
-        detail::write_field<S>(out, value);
-    });
+    detail::write_fields<S>(out, state);
     if (!out)
         throw Error(detail::concat("Could not write the state of ", name));
 }
@@ -241,20 +296,8 @@ void load_state(std::istream& in, std::string_view name, State& state) {
     if (saved_name != name)
         throw CorruptState(
             concat("Saved state belongs to optimizer '", saved_name, "', not '", name, "'"));
-    const auto count = detail::read_raw<std::uint32_t>(in, "the field count");
-    if (count != State::field_names.size())
-        throw CorruptState(concat("Saved state has ", count, " fields, ", name, " has ",
-                                  State::field_names.size()));
     State loaded = state;  // shapes to check against; replaces `state` only when complete
-    for_each_field(loaded, [&](std::string_view field, auto& value) {
-        const std::string saved_field = detail::read_string(in, "a field name");
-        if (saved_field != field)
-            throw CorruptState(concat("Saved state has field '", saved_field, "' where ", name,
-                                      " expects '", field, "'"));
-        detail::read_field<S>(in, field, value);
-    });
-    if constexpr (requires { loaded.validate(); })
-        loaded.validate();
+    detail::read_fields<S>(in, name, loaded);
     state = std::move(loaded);
 }
 

@@ -5,10 +5,13 @@
 // is linear (logits for softmax cross-entropy, outputs for squared error).
 // Gradients come from the autodiff tape; the model keeps its tape, so a model is
 // used by one thread at a time and, after the first batch, allocates nothing.
+// MlpObjective (below) is a minibatch objective of the model that is also a
+// ModelObjective, for APO.
 #pragma once
 
 #include <cmath>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -17,6 +20,7 @@
 #include "../autodiff/ops_linalg.hpp"
 #include "../autodiff/ops_loss.hpp"
 #include "../autodiff/tape.hpp"
+#include "../core/concepts.hpp"
 #include "../core/layout.hpp"
 #include "../core/rng.hpp"
 #include "../core/validate.hpp"
@@ -35,11 +39,6 @@ struct Tanh {
 struct Sigmoid {
     constexpr operator Activation() const { return Activation::sigmoid; }  // NOLINT
 };
-
-/// An output discrepancy ρ(f(x; w), r) against reference outputs r (APO's
-/// function-space term): the mean over all elements of (f − r)², or the mean over
-/// examples of KL(softmax(r) ‖ softmax(f)).
-enum class Discrepancy { squared_error, kl_softmax };
 
 /// Mean loss and accuracy of a model on a labelled set.
 struct Evaluation {
@@ -150,6 +149,19 @@ public:
         return loss.value()(0, 0);
     }
 
+    /// ρ(f(inputs; u), f(inputs; w)), the outputs at w held constant (APO's
+    /// function-space term, with inputs B′); its gradient with respect to u is added
+    /// to grad. The outputs at w go into a buffer the model keeps, so that after the
+    /// first call of a batch size nothing allocates.
+    S output_discrepancy(const Eigen::Ref<const Vec<S>>& u, const Eigen::Ref<const Vec<S>>& w,
+                         const Eigen::Ref<const Mat<S>>& inputs, Discrepancy rho,
+                         Eigen::Ref<Vec<S>> grad) {
+        check(w, inputs, nullptr);
+        reference_.resize(output_size(), inputs.cols());
+        predict(w, inputs, reference_);
+        return discrepancy_and_grad(u, inputs, reference_, rho, grad);
+    }
+
     /// Mean softmax cross-entropy and accuracy (the fraction of examples whose
     /// largest output is their label) on a whole set, `chunk` examples at a time;
     /// no gradient is taken.
@@ -238,6 +250,39 @@ private:
     Init init_;
     Layout layout_;
     ad::Tape<S> tape_;
+    Mat<S> reference_;  // output_discrepancy's f(inputs; w)
+};
+
+/// A minibatch objective of an Mlp that is also a ModelObjective (APO's
+/// function-space term): the mean loss on (inputs, labels), softmax
+/// cross-entropy, or on (inputs, targets), squared error; and the discrepancy of
+/// the outputs at two parameter vectors on `probe`, the inputs B′. It views the
+/// model and the matrices, which must outlive it.
+template <Real S>
+class MlpObjective {
+public:
+    MlpObjective(Mlp<S>& model, const Eigen::Ref<const Mat<S>>& inputs,
+                 std::span<const Index> labels, const Eigen::Ref<const Mat<S>>& probe)
+        : model_(model), inputs_(inputs), probe_(probe), labels_(labels) {}
+    MlpObjective(Mlp<S>& model, const Eigen::Ref<const Mat<S>>& inputs,
+                 const Eigen::Ref<const Mat<S>>& targets, const Eigen::Ref<const Mat<S>>& probe)
+        : model_(model), inputs_(inputs), probe_(probe), targets_(std::in_place, targets) {}
+
+    S operator()(const Eigen::Ref<const Vec<S>>& w, Eigen::Ref<Vec<S>> grad) {
+        return targets_ ? model_.loss_and_grad(w, inputs_, *targets_, grad)
+                        : model_.loss_and_grad(w, inputs_, labels_, grad);
+    }
+
+    S discrepancy(const Eigen::Ref<const Vec<S>>& u, const Eigen::Ref<const Vec<S>>& w,
+                  Discrepancy rho, Eigen::Ref<Vec<S>> grad) {
+        return model_.output_discrepancy(u, w, probe_, rho, grad);
+    }
+
+private:
+    Mlp<S>& model_;
+    Eigen::Ref<const Mat<S>> inputs_, probe_;
+    std::span<const Index> labels_;
+    std::optional<Eigen::Ref<const Mat<S>>> targets_;  // a regression's; none for a classifier
 };
 
 }  // namespace scaltra::nn

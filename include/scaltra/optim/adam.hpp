@@ -70,6 +70,7 @@ class AdamFamily : public OptimizerBase<AdamFamily<S, Decoupled>, S, AdamState<S
 
 public:
     using typename Base::Options;
+    using typename Base::State;
     static constexpr std::string_view kName = Decoupled ? "AdamW" : "Adam";
 
     using Base::Base;
@@ -86,54 +87,111 @@ public:
     /// gradient gs. Nothing is checked: the caller has checked sizes and
     /// finiteness. apply() is exactly these two over the whole vector.
     StepConstants begin_step() {
-        auto& st = this->state_;
-        const Options& o = this->options();
-        const S lr = o.lr(st.step);
-        ++st.step;
-        return {o.beta1,
-                o.beta2,
-                o.eps,
-                o.weight_decay,
-                lr / (S(1) - std::pow(o.beta1, S(st.step))),
-                std::sqrt(S(1) - std::pow(o.beta2, S(st.step))),
-                S(1) - lr * o.weight_decay};
+        const S lr = this->options().lr(this->state_.step);
+        return begin_step(this->state_, this->options(), lr);
     }
     template <class XS, class GS>
     void apply_piece(const StepConstants& k, Index i, XS&& xs, const GS& gs) {
-        auto& st = this->state_;
-        const Index len = xs.size();
-        auto ms = st.m.segment(i, len).array();
-        auto vs = st.v.segment(i, len).array();
-        if (!Decoupled && k.wd != S(0)) {
-            const auto gd = gs + k.wd * xs;
-            ms = k.b1 * ms + (S(1) - k.b1) * gd;
-            vs = saturated(k.b2 * vs + (S(1) - k.b2) * gd.square());
-        } else {
-            if (Decoupled && k.wd != S(0))
-                xs *= k.decay;
-            ms = k.b1 * ms + (S(1) - k.b1) * gs;
-            vs = saturated(k.b2 * vs + (S(1) - k.b2) * gs.square());
-        }
-        if (this->options().amsgrad) {
-            auto vmax = st.v_max.segment(i, len).array();
-            vmax = vmax.max(vs);
-            xs -= k.step_size * ms / (vmax.sqrt() / k.bc2_sqrt + k.eps);
-        } else {
-            xs -= k.step_size * ms / (vs.sqrt() / k.bc2_sqrt + k.eps);
-        }
+        apply_piece(this->state_, this->options(), k, i, xs, gs);
     }
 
-private:
-    static AdamState<S> initial_state(const Layout& layout, const Options& options) {
+    static State initial_state(const Layout& layout, const Options& options) {
         const Index n = layout.size();
         return {0, Vec<S>::Zero(n), Vec<S>::Zero(n), Vec<S>::Zero(options.amsgrad ? n : 0)};
     }
 
-    void apply(Eigen::Ref<Vec<S>> x, const Eigen::Ref<const Vec<S>>& g) {
-        const StepConstants k = begin_step();
+    /// One step of `st` at learning rate `lr` in place of the options' (APO's η).
+    static void apply_at(State& st, const Options& o, S lr, Eigen::Ref<Vec<S>> x,
+                         const Eigen::Ref<const Vec<S>>& g) {
+        const StepConstants k = begin_step(st, o, lr);
         for_each_chunk(x.size(), [&](Index i, Index len) {
-            apply_piece(k, i, x.segment(i, len).array(), g.segment(i, len).array());
+            apply_piece(st, o, k, i, x.segment(i, len).array(), g.segment(i, len).array());
         });
+    }
+
+    /// The direction d of the next step, leaving `st` as it is: that step at
+    /// learning rate η is x ← x − ηd, d = m̂/(√v̂ + ε) (+ λx for AdamW).
+    static void direction(const State& st, const Options& o, const Eigen::Ref<const Vec<S>>& x,
+                          const Eigen::Ref<const Vec<S>>& g, Eigen::Ref<Vec<S>> d) {
+        const StepConstants k = constants(o, st.step + 1, S(1));  // step_size = 1/(1 − β₁ᵗ)
+        for_each_chunk(x.size(), [&](Index i, Index len) {
+            const auto xs = x.segment(i, len).array();
+            auto ds = d.segment(i, len).array();
+            moments<false>(st, o, k, i, xs, g.segment(i, len).array(),
+                           [&](const auto& m, const auto& denominator) {
+                               if (Decoupled && k.wd != S(0))
+                                   ds = k.step_size * m / denominator + k.wd * xs;
+                               else
+                                   ds = k.step_size * m / denominator;
+                           });
+        });
+    }
+
+private:
+    static StepConstants constants(const Options& o, std::int64_t t, S lr) {
+        return {o.beta1,
+                o.beta2,
+                o.eps,
+                o.weight_decay,
+                lr / (S(1) - std::pow(o.beta1, S(t))),
+                std::sqrt(S(1) - std::pow(o.beta2, S(t))),
+                S(1) - lr * o.weight_decay};
+    }
+
+    static StepConstants begin_step(State& st, const Options& o, S lr) {
+        ++st.step;
+        return constants(o, st.step, lr);
+    }
+
+    template <class XS, class GS>
+    static void apply_piece(State& st, const Options& o, const StepConstants& k, Index i, XS&& xs,
+                            const GS& gs) {
+        moments<true>(st, o, k, i, xs, gs, [&](const auto& m, const auto& denominator) {
+            if (Decoupled && k.wd != S(0))
+                xs *= k.decay;
+            xs -= k.step_size * m / denominator;
+        });
+    }
+
+    /// The moments of elements [i, i + len) after this step, m′ and v′ (and
+    /// max(v_max, v′) for amsgrad), handed to use(m′, √v̂′/√(1 − β₂ᵗ) + ε); with
+    /// Commit they are stored in the state first.
+    template <bool Commit, class St, class XS, class GS, class Use>
+    static void moments(St& st, const Options& o, const StepConstants& k, Index i, const XS& xs,
+                        const GS& gs, Use&& use) {
+        const Index len = gs.size();
+        auto ms = st.m.segment(i, len).array();
+        auto vs = st.v.segment(i, len).array();
+        auto with = [&](const auto& gd) {
+            const auto m_next = k.b1 * ms + (S(1) - k.b1) * gd;
+            const auto v_next = saturated(k.b2 * vs + (S(1) - k.b2) * gd.square());
+            auto denominator = [&](const auto& v) {
+                return v.sqrt() / k.bc2_sqrt + k.eps;
+            };
+            if constexpr (Commit) {
+                ms = m_next;
+                vs = v_next;
+                if (o.amsgrad) {
+                    auto vmax = st.v_max.segment(i, len).array();
+                    vmax = vmax.max(vs);
+                    use(ms, denominator(vmax));
+                } else {
+                    use(ms, denominator(vs));
+                }
+            } else if (o.amsgrad) {
+                use(m_next, denominator(st.v_max.segment(i, len).array().max(v_next)));
+            } else {
+                use(m_next, denominator(v_next));
+            }
+        };
+        if (!Decoupled && k.wd != S(0))
+            with(gs + k.wd * xs);
+        else
+            with(gs);
+    }
+
+    void apply(Eigen::Ref<Vec<S>> x, const Eigen::Ref<const Vec<S>>& g) {
+        apply_at(this->state_, this->options(), this->options().lr(this->state_.step), x, g);
     }
 };
 

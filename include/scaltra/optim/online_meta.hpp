@@ -38,6 +38,22 @@
 // Options must have `meta` (the MetaOpt's options), `hypergradient`,
 // `on_non_finite` and `validate()`. A rule without meta-parameters (LODO at
 // depth 0) gets no meta-optimizer and is its plain update.
+//
+// A look-ahead rule (kLookahead = true: APO) learns instead from the step it is
+// about to take, on the same batch, every so many steps. One call of step(x, f):
+//   1. g = ∇f(x)                                   (checked)
+//   2. if rule.meta_step_due(state): q = rule.meta_objective(state, x, g, f, v)
+//      writes v, the gradient of the rule's meta-objective at the look-ahead point
+//      x + Δ(φ; state, g) (it may call f there again, and ask a ModelObjective for
+//      more), keeping in the rule's scratch what the move's derivative needs; then
+//      h = J_Δᵀ v (hypergradient() or record(), as above) and φ ← MetaOpt(φ, h)
+//   3. rule.move(state, x, g)                      x ← x + Δ(φ) with the new φ;
+//                                                  the rule's own state (APO's
+//                                                  base optimizer) advances here,
+//                                                  once per step
+// So a step that fails (f throws, or a non-finite meta-gradient under either
+// policy) leaves x and the state untouched. Such a rule's move is always its
+// closed form, and it has no update(x, g): the look-ahead needs the objective.
 #pragma once
 
 #include <concepts>
@@ -75,18 +91,32 @@ struct ScratchTape {
 };
 }  // namespace detail
 
+/// A rule that learns from a look-ahead on the same batch (see the top of the file).
+template <class R>
+concept LookaheadRule = requires {
+    requires R::kLookahead;
+};
+
 template <class R>
 concept LearnedRule = Real<typename R::Scalar> && StateAggregate<typename R::State> && requires(
     R& r, const R& cr, typename R::State& state, ad::Tape<typename R::Scalar>& tape,
-    const Eigen::Ref<const Vec<typename R::Scalar>>& x,
-    const Eigen::Ref<const Vec<typename R::Scalar>>& g, typename R::Scalar* h) {
+    Eigen::Ref<Vec<typename R::Scalar>>& x_out, const Eigen::Ref<const Vec<typename R::Scalar>>& x,
+    const Eigen::Ref<const Vec<typename R::Scalar>>& g, typename R::Scalar* h,
+    detail::ObjectiveArchetype<typename R::Scalar>& f, Vec<typename R::Scalar>& v) {
     { R::kName } -> std::convertible_to<std::string_view>;
     { cr.meta_layout() } -> std::convertible_to<const Layout&>;
     { cr.initial_state() } -> std::same_as<typename R::State>;
-    cr.observe(state, x, g);
     { cr.record(tape, state, h) } -> std::same_as<ad::Var<typename R::Scalar>>;
     { state.step } -> std::convertible_to<std::int64_t>;
     { state.phi } -> std::convertible_to<Vec<typename R::Scalar>>;
+    requires LookaheadRule<R> || requires {
+        cr.observe(state, x, g);
+    };
+    requires !LookaheadRule<R> || requires {
+        { cr.meta_step_due(state) } -> std::same_as<bool>;
+        { cr.meta_objective(state, x, g, f, v) } -> std::same_as<typename R::Scalar>;
+        cr.move(state, x_out, g);
+    };
 };
 
 /// A rule whose fused_apply takes this meta-optimizer (see the top of the file).
@@ -101,6 +131,7 @@ template <LearnedRule Rule, GradientOptimizer MetaOpt>
 requires std::same_as<typename Rule::Scalar, typename MetaOpt::Scalar>
 class OnlineMeta {
     using S = typename Rule::Scalar;
+    static constexpr bool kLookahead = LookaheadRule<Rule>;
     static_assert(
         !requires { requires Rule::kFusedStep; } || FusedStep<Rule, MetaOpt>,
         "the rule declares a fused step that OnlineMeta cannot call");
@@ -122,20 +153,25 @@ public:
                     : std::nullopt),
           state_(rule_.initial_state()),
           grad_(Vec<S>::Zero(layout_.size())),
-          hypergradient_(Vec<S>::Zero(rule_.meta_layout().size())) {}
+          hypergradient_(Vec<S>::Zero(rule_.meta_layout().size())),
+          meta_gradient_(Vec<S>::Zero(kLookahead ? layout_.size() : 0)) {}
 
     /// Evaluates f at x, learns from it, and moves x; returns the loss at the incoming x.
     template <Objective<Scalar> F>
     Scalar step(Eigen::Ref<Vec<S>> x, F&& f) {
         S loss;
-        if (detail::evaluate_checked<S>(name(), options_.on_non_finite, layout_.size(), x,
-                                        std::forward<F>(f), grad_, loss))
-            apply(x, grad_);
+        if (detail::evaluate_checked<S>(name(), options_.on_non_finite, layout_.size(), x, f, grad_,
+                                        loss)) {
+            if constexpr (kLookahead)
+                apply_lookahead(x, grad_, f);
+            else
+                apply(x, grad_);
+        }
         return loss;
     }
 
-    /// The same for a gradient g the caller already has.
-    void update(Eigen::Ref<Vec<S>> x, const Eigen::Ref<const Vec<S>>& g) {
+    /// The same for a gradient g the caller already has (not for a look-ahead rule).
+    void update(Eigen::Ref<Vec<S>> x, const Eigen::Ref<const Vec<S>>& g) requires(!kLookahead) {
         if (detail::gradient_checked<S>(name(), options_.on_non_finite, layout_.size(), x, g))
             apply(x, g);
     }
@@ -189,26 +225,49 @@ private:
                 return;
             }
         }
-        if (state_.step > 0 && meta_) {
-            compute_hypergradient(g);
-            if (!detail::all_finite(hypergradient_)) {  // the policy of a non-finite g
-                if (options_.on_non_finite == NonFinitePolicy::skip)
-                    return;
-                throw NonFinite(detail::concat(name(),
-                                               ": the hypergradient is not finite; x and the "
-                                               "optimizer state are unchanged"));
-            }
-            meta_->update(state_.phi, hypergradient_);
-        }
+        if (state_.step > 0 && meta_ && !meta_step(g, true))
+            return;
         rule_.observe(state_, x, g);
         move(x);
         ++state_.step;
     }
 
-    void compute_hypergradient(const Eigen::Ref<const Vec<S>>& g) {
-        if constexpr (requires { rule_.hypergradient(state_, g, hypergradient_); }) {
+    template <class F>
+    void apply_lookahead(Eigen::Ref<Vec<S>> x, const Eigen::Ref<const Vec<S>>& g, F& f) {
+        if (meta_ && rule_.meta_step_due(state_)) {
+            const S q = rule_.meta_objective(state_, x, g, f, meta_gradient_);
+            if (!meta_step(meta_gradient_, std::isfinite(q) && detail::all_finite(meta_gradient_)))
+                return;
+        }
+        rule_.move(state_, x, g);
+        ++state_.step;
+    }
+
+    /// φ ← MetaOpt(φ, J_Δᵀ v). Where v (`finite` says whether it is) or the
+    /// hypergradient is not finite, follows the policy: false having changed
+    /// nothing under skip, NonFinite under raise.
+    bool meta_step(const Eigen::Ref<const Vec<S>>& v, bool finite) {
+        if (finite) {
+            compute_hypergradient(v);
+            finite = detail::all_finite(hypergradient_);
+        }
+        if (!finite) {
+            if (options_.on_non_finite == NonFinitePolicy::skip)
+                return false;
+            throw NonFinite(detail::concat(name(),
+                                           kLookahead ? ": the meta-gradient is not finite"
+                                                      : ": the hypergradient is not finite",
+                                           "; x and the optimizer state are unchanged"));
+        }
+        meta_->update(state_.phi, hypergradient_);
+        return true;
+    }
+
+    /// h = J_Δᵀ v, for the move of the state as it is.
+    void compute_hypergradient(const Eigen::Ref<const Vec<S>>& v) {
+        if constexpr (requires { rule_.hypergradient(state_, v, hypergradient_); }) {
             if (options_.hypergradient == Hypergradient::closed_form) {
-                rule_.hypergradient(state_, g, hypergradient_);
+                rule_.hypergradient(state_, v, hypergradient_);
                 return;
             }
         }
@@ -216,7 +275,7 @@ private:
         tape.clear();
         hypergradient_.setZero();
         const ad::Var<S> delta = rule_.record(tape, state_, hypergradient_.data());
-        tape.vjp(delta, g);
+        tape.vjp(delta, v);
     }
 
     void move(Eigen::Ref<Vec<S>> x) {
@@ -241,6 +300,7 @@ private:
     std::optional<MetaOpt> meta_;  // none without meta-parameters
     State state_;
     Vec<S> grad_, hypergradient_;
+    Vec<S> meta_gradient_;  // a look-ahead rule's v = ∂Q/∂u (empty otherwise)
     detail::ScratchTape<S> scratch_;
 };
 

@@ -63,46 +63,88 @@ class RmsProp : public OptimizerBase<RmsProp<S>, S, RmsPropState<S>, RmsPropOpti
 
 public:
     using typename Base::Options;
+    using typename Base::State;
     static constexpr std::string_view kName = "RMSProp";
 
     using Base::Base;
 
-private:
-    static RmsPropState<S> initial_state(const Layout& layout, const Options& options) {
+    static State initial_state(const Layout& layout, const Options& options) {
         const Index n = layout.size();
         return {0, Vec<S>::Zero(n), Vec<S>::Zero(options.centered ? n : 0),
                 Vec<S>::Zero(options.momentum > S(0) ? n : 0)};
     }
 
-    void apply(Eigen::Ref<Vec<S>> x, const Eigen::Ref<const Vec<S>>& g) {
-        auto& st = this->state_;
-        const Options& o = this->options();
-        const S lr = o.lr(st.step);
+    /// One step of `st` at learning rate `lr` in place of the options' (APO's η).
+    static void apply_at(State& st, const Options& o, S lr, Eigen::Ref<Vec<S>> x,
+                         const Eigen::Ref<const Vec<S>>& g) {
         ++st.step;
-        const S a = o.alpha, eps = o.eps, wd = o.weight_decay;
-        const S mu = o.momentum;
         detail::for_each_chunk(x.size(), [&](Index i, Index len) {
             auto xs = x.segment(i, len).array();
-            auto vs = st.square_avg.segment(i, len).array();
-            const auto gd = g.segment(i, len).array() + wd * xs;
-            vs = detail::saturated(a * vs + (S(1) - a) * gd.square());
-            auto step_of = [&](const auto& denom) {
-                if (mu > S(0)) {
+            piece<true>(st, o, i, xs, g.segment(i, len).array(),
+                        [&](const auto& gd, const auto& denominator) {
+                            if (o.momentum > S(0))
+                                xs -= lr * st.momentum_buffer.segment(i, len).array();
+                            else
+                                xs -= lr * gd / denominator;
+                        });
+        });
+    }
+
+    /// The direction d of the next step, leaving `st` as it is: that step at
+    /// learning rate η is x ← x − ηd.
+    static void direction(const State& st, const Options& o, const Eigen::Ref<const Vec<S>>& x,
+                          const Eigen::Ref<const Vec<S>>& g, Eigen::Ref<Vec<S>> d) {
+        detail::for_each_chunk(x.size(), [&](Index i, Index len) {
+            auto ds = d.segment(i, len).array();
+            piece<false>(st, o, i, x.segment(i, len).array(), g.segment(i, len).array(),
+                         [&](const auto& gd, const auto& denominator) {
+                             if (o.momentum > S(0))
+                                 ds = o.momentum * st.momentum_buffer.segment(i, len).array()
+                                      + gd / denominator;
+                             else
+                                 ds = gd / denominator;
+                         });
+        });
+    }
+
+private:
+    /// The averages of elements [i, i + len) after this step, handed to
+    /// use(g + λx, √ṽ′ + ε); with Commit they are stored in the state first, the
+    /// momentum buffer included (b ← μb + g/(√ṽ′ + ε)).
+    template <bool Commit, class St, class XS, class GS, class Use>
+    static void piece(St& st, const Options& o, Index i, const XS& xs, const GS& gs, Use&& use) {
+        const Index len = gs.size();
+        const S a = o.alpha;
+        auto vs = st.square_avg.segment(i, len).array();
+        const auto gd = gs + o.weight_decay * xs;
+        const auto v_next = detail::saturated(a * vs + (S(1) - a) * gd.square());
+        auto with = [&](const auto& denominator) {
+            if constexpr (Commit)
+                if (o.momentum > S(0)) {
                     auto bs = st.momentum_buffer.segment(i, len).array();
-                    bs = mu * bs + gd / denom;
-                    xs -= lr * bs;
-                } else {
-                    xs -= lr * gd / denom;
+                    bs = o.momentum * bs + gd / denominator;
                 }
-            };
+            use(gd, denominator);
+        };
+        if constexpr (Commit) {
+            vs = v_next;
             if (o.centered) {
                 auto ga = st.grad_avg.segment(i, len).array();
                 ga = a * ga + (S(1) - a) * gd;
-                step_of((vs - ga.square()).max(S(0)).sqrt() + eps);
+                with((vs - ga.square()).max(S(0)).sqrt() + o.eps);
             } else {
-                step_of(vs.sqrt() + eps);
+                with(vs.sqrt() + o.eps);
             }
-        });
+        } else if (o.centered) {
+            const auto ga_next = a * st.grad_avg.segment(i, len).array() + (S(1) - a) * gd;
+            with((v_next - ga_next.square()).max(S(0)).sqrt() + o.eps);
+        } else {
+            with(v_next.sqrt() + o.eps);
+        }
+    }
+
+    void apply(Eigen::Ref<Vec<S>> x, const Eigen::Ref<const Vec<S>>& g) {
+        apply_at(this->state_, this->options(), this->options().lr(this->state_.step), x, g);
     }
 };
 

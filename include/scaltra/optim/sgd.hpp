@@ -58,37 +58,73 @@ class Sgd : public OptimizerBase<Sgd<S>, S, SgdState<S>, SgdOptions<S>> {
 
 public:
     using typename Base::Options;
+    using typename Base::State;
     static constexpr std::string_view kName = "SGD";
 
     using Base::Base;
 
-private:
-    static SgdState<S> initial_state(const Layout& layout, const Options& options) {
+    static State initial_state(const Layout& layout, const Options& options) {
         return {0, Vec<S>::Zero(options.momentum != S(0) ? layout.size() : 0)};
     }
 
-    void apply(Eigen::Ref<Vec<S>> x, const Eigen::Ref<const Vec<S>>& g) {
-        auto& st = this->state_;
-        const Options& o = this->options();
-        const S lr = o.lr(st.step);
+    /// One step of `st` at learning rate `lr` in place of the options' (APO's η).
+    static void apply_at(State& st, const Options& o, S lr, Eigen::Ref<Vec<S>> x,
+                         const Eigen::Ref<const Vec<S>>& g) {
+        const Constants k = constants(st, o);
         ++st.step;
-        const S mu = o.momentum, wd = o.weight_decay;
-        const S damp = st.step == 1 ? S(0) : o.dampening;  // b ← g on the first step
-        const S keep = st.step == 1 ? S(0) : mu;
         detail::for_each_chunk(x.size(), [&](Index i, Index len) {
             auto xs = x.segment(i, len).array();
-            const auto gd = g.segment(i, len).array() + wd * xs;
-            if (mu == S(0)) {
-                xs -= lr * gd;
-                return;
-            }
-            auto bs = st.momentum_buffer.segment(i, len).array();
-            bs = keep * bs + (S(1) - damp) * gd;
-            if (o.nesterov)
-                xs -= lr * (gd + mu * bs);
-            else
-                xs -= lr * bs;
+            piece<true>(st, o, k, i, xs, g.segment(i, len).array(),
+                        [&](const auto& d) { xs -= lr * d; });
         });
+    }
+
+    /// The direction d of the next step, leaving `st` as it is: that step at
+    /// learning rate η is x ← x − ηd.
+    static void direction(const State& st, const Options& o, const Eigen::Ref<const Vec<S>>& x,
+                          const Eigen::Ref<const Vec<S>>& g, Eigen::Ref<Vec<S>> d) {
+        const Constants k = constants(st, o);
+        detail::for_each_chunk(x.size(), [&](Index i, Index len) {
+            piece<false>(st, o, k, i, x.segment(i, len).array(), g.segment(i, len).array(),
+                         [&](const auto& di) { d.segment(i, len).array() = di; });
+        });
+    }
+
+private:
+    struct Constants {
+        S keep, damp;  ///< b ← keep·b + (1 − damp)·g: b ← g on the first step
+    };
+    static Constants constants(const State& st, const Options& o) {
+        const bool first = st.step == 0;
+        return {first ? S(0) : o.momentum, first ? S(0) : o.dampening};
+    }
+
+    /// The direction on elements [i, i + len), handed to use(d); with Commit the
+    /// momentum buffer takes its new value b′ first.
+    template <bool Commit, class St, class XS, class GS, class Use>
+    static void piece(St& st, const Options& o, const Constants& k, Index i, const XS& xs,
+                      const GS& gs, Use&& use) {
+        const auto gd = gs + o.weight_decay * xs;
+        if (o.momentum == S(0))
+            return use(gd);
+        auto bs = st.momentum_buffer.segment(i, gs.size()).array();
+        const auto next = k.keep * bs + (S(1) - k.damp) * gd;  // b′
+        if constexpr (Commit) {
+            bs = next;
+            if (o.nesterov)
+                use(gd + o.momentum * bs);
+            else
+                use(bs);
+        } else {
+            if (o.nesterov)
+                use(gd + o.momentum * next);
+            else
+                use(next);
+        }
+    }
+
+    void apply(Eigen::Ref<Vec<S>> x, const Eigen::Ref<const Vec<S>>& g) {
+        apply_at(this->state_, this->options(), this->options().lr(this->state_.step), x, g);
     }
 };
 

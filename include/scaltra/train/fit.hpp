@@ -8,6 +8,12 @@
 // `progress.metrics` and `progress.epoch_loss` (the mean minibatch loss).
 // Every set and option is checked before the first step, and the callbacks'
 // on_begin runs before it too, so bad input leaves w and the optimizer as they were.
+// When the model can compare its outputs at two parameter vectors (nn::Mlp's
+// output_discrepancy), the objective is a ModelObjective: APO's function-space
+// term is taken on B′ = the batch of the same index in a second shuffle of the
+// training set (seeded apart from the first), gathered only when asked for.
+// Only a step's own evaluation reaches on_evaluate and the recorded loss; APO's
+// look-ahead calls are counted in objective_calls.
 // Resuming: load a checkpoint (checkpoint.hpp), pass its epoch as
 // `initial_epoch` with the same seed, batch size and training set, and the run
 // continues bit-identically, since an epoch's batches depend only on the seed
@@ -17,6 +23,7 @@
 #include <chrono>
 #include <concepts>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string_view>
 #include <type_traits>
@@ -27,6 +34,7 @@
 #include "../core/validate.hpp"
 #include "../data/labelled_set.hpp"
 #include "../data/minibatches.hpp"
+#include "driver_objective.hpp"
 #include "hooks.hpp"
 #include "progress.hpp"
 
@@ -44,6 +52,16 @@ concept Classifier = requires(M& m, const Eigen::Ref<const Vec<S>>& w,
     { m.loss_and_grad(w, inputs, labels, grad) } -> std::convertible_to<S>;
     { m.evaluate(w, inputs, labels).loss } -> std::convertible_to<double>;
     { m.evaluate(w, inputs, labels).accuracy } -> std::convertible_to<double>;
+};
+
+/// A model that can give ρ(f(x̃; u), f(x̃; w)) over inputs x̃ and its gradient with
+/// respect to u (APO's function-space term), as nn::Mlp::output_discrepancy.
+template <class M, class S>
+concept OutputComparer = requires(M& m, const Eigen::Ref<const Vec<S>>& u,
+                                  const Eigen::Ref<const Vec<S>>& w,
+                                  const Eigen::Ref<const Mat<S>>& inputs, Discrepancy rho,
+                                  Eigen::Ref<Vec<S>>& grad) {
+    { m.output_discrepancy(u, w, inputs, rho, grad) } -> std::convertible_to<S>;
 };
 
 template <Real S>
@@ -139,14 +157,31 @@ FitResult fit(Model& model, Opt& opt, Eigen::Ref<Vec<typename Opt::Scalar>> w,
     bool stop = false;
     detail::ProgressRecorder<S> record(progress);
     typename data::Minibatches<S>::Batch* batch = nullptr;
-    auto objective = [&](const Eigen::Ref<const Vec<S>>& at, Eigen::Ref<Vec<S>> grad) -> S {
+    Index batch_index = 0;
+    auto batch_loss = [&](const Eigen::Ref<const Vec<S>>& at, Eigen::Ref<Vec<S>> grad) -> S {
         const auto loss =
             static_cast<S>(model.loss_and_grad(at, batch->inputs, batch->labels, grad));
-        record.evaluated(loss, grad, elapsed());
-        ((stop |= detail::invoke_hook<detail::on_evaluate_hook>(callbacks, opt, seen, at, grad)),
-         ...);
+        if (record.evaluated(loss, grad, elapsed()))
+            ((stop |=
+              detail::invoke_hook<detail::on_evaluate_hook>(callbacks, opt, seen, at, grad)),
+             ...);
         return loss;
     };
+    // B′ for the function-space term: a second shuffle, golden-ratio seeded apart.
+    std::optional<data::Minibatches<S>> probes;
+    if constexpr (OutputComparer<Model, S>)
+        probes.emplace(train, options.batch_size, options.seed + 0x9E3779B97F4A7C15ull);
+    auto compare = [&] {
+        if constexpr (OutputComparer<Model, S>)
+            return [&](const Eigen::Ref<const Vec<S>>& u, const Eigen::Ref<const Vec<S>>& w,
+                       Discrepancy rho, Eigen::Ref<Vec<S>> grad) {
+                return model.output_discrepancy(u, w, probes->batch(batch_index).inputs, rho, grad);
+            };
+        else
+            return detail::NoDiscrepancy{};
+    }();
+    detail::DriverObjective<S, decltype(batch_loss), decltype(compare)> objective(batch_loss,
+                                                                                  compare);
     auto evaluate = [&](const data::LabelledSet<S>* set, double& loss, double& accuracy) {
         if (set == nullptr)
             return;
@@ -158,11 +193,15 @@ FitResult fit(Model& model, Opt& opt, Eigen::Ref<Vec<typename Opt::Scalar>> w,
     ((stop |= detail::invoke_hook<detail::on_begin_hook>(callbacks, opt, seen, w_view)), ...);
     for (std::int64_t epoch = options.initial_epoch; epoch < options.epochs && !stop; ++epoch) {
         batches.start_epoch(epoch);
+        if (probes)
+            probes->start_epoch(epoch);
         const double epoch_start = elapsed();
         for (Index k = 0; k < steps_per_epoch && !stop; ++k) {
             auto current = batches.batch(k);
             batch = &current;
+            batch_index = k;
             try {
+                record.expect_evaluation();
                 opt.step(w, objective);
             } catch (const NonFinite&) {
                 result.status = Status::non_finite;

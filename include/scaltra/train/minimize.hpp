@@ -8,7 +8,10 @@
 // Callbacks are trailing arguments (ensmallen's design), held by reference so the
 // caller can read them afterwards; see hooks.hpp for the hooks they may define.
 // `progress.loss` in on_step is the loss the step saw, at the point it started
-// from (as torch's loss before optimizer.step()).
+// from (as torch's loss before optimizer.step()). Only that evaluation of a step
+// reaches on_evaluate and can end the run as converged; a further call in the
+// same step (APO's look-ahead) is counted in objective_calls and nothing else.
+// A ModelObjective stays one: the optimizer sees its discrepancy.
 #pragma once
 
 #include <chrono>
@@ -20,6 +23,7 @@
 #include "../core/concepts.hpp"
 #include "../core/error.hpp"
 #include "../core/validate.hpp"
+#include "driver_objective.hpp"
 #include "hooks.hpp"
 #include "progress.hpp"
 
@@ -69,22 +73,34 @@ MinimizeResult<typename Opt::Scalar> minimize(Opt& opt, F&& f,
     bool stop = false;
     bool in_step = false;  // convergence may end a step, not the final evaluation
     detail::ProgressRecorder<S> record(progress);
-    auto objective = [&](const Eigen::Ref<const Vec<S>>& at, Eigen::Ref<Vec<S>> grad) -> S {
+    auto evaluate = [&](const Eigen::Ref<const Vec<S>>& at, Eigen::Ref<Vec<S>> grad) -> S {
         const auto loss = static_cast<S>(f(at, grad));
-        const bool finite = record.evaluated(loss, grad, elapsed());
+        if (!record.evaluated(loss, grad, elapsed()))
+            return loss;  // a look-ahead within the step
         ((stop |= detail::invoke_hook<detail::on_evaluate_hook>(callbacks, opt, seen, at, grad)),
          ...);
-        if (in_step && finite
+        if (in_step && record.last_finite()
             && static_cast<double>(progress.gradient_norm) <= options.gradient_tolerance)
             throw detail::ConvergedSignal{};
         return loss;
     };
+    auto compare = [&] {
+        if constexpr (ModelObjective<std::remove_cvref_t<F>, S>)
+            return [&](const Eigen::Ref<const Vec<S>>& u, const Eigen::Ref<const Vec<S>>& w,
+                       Discrepancy rho, Eigen::Ref<Vec<S>> grad) {
+                return f.discrepancy(u, w, rho, grad);
+            };
+        else
+            return detail::NoDiscrepancy{};
+    }();
+    detail::DriverObjective<S, decltype(evaluate), decltype(compare)> objective(evaluate, compare);
 
     ((stop |= detail::invoke_hook<detail::on_begin_hook>(callbacks, opt, seen, x_view)), ...);
     Status status = stop ? Status::stopped_by_callback : Status::max_iterations;
     while (!stop && progress.iteration < options.max_iterations) {
         try {
             in_step = true;
+            record.expect_evaluation();
             opt.step(x, objective);
             in_step = false;
         } catch (const detail::ConvergedSignal&) {
@@ -110,6 +126,7 @@ MinimizeResult<typename Opt::Scalar> minimize(Opt& opt, F&& f,
         // The final point's loss and gradient norm (one more objective call); the
         // converged point was just evaluated.
         Vec<S> grad = Vec<S>::Zero(x.size());
+        record.expect_evaluation();
         objective(x_view, grad);
         if (!record.last_finite())
             status = Status::non_finite;

@@ -70,14 +70,24 @@ class ProgressRecorder {
 public:
     explicit ProgressRecorder(Progress<S>& progress) : p_(progress) {}
 
-    /// After an objective call: its loss and gradient norm. True when both are finite.
+    /// The next objective call is a step's own evaluation (or the driver's final
+    /// one): what on_evaluate hooks and Progress report.
+    void expect_evaluation() { own_call_ = true; }
+
+    /// After an objective call, counted in every case. The first since
+    /// expect_evaluation() records its loss and gradient norm and returns true;
+    /// a further call in the same step (APO's look-ahead at another point, same
+    /// batch) is only counted and returns false.
     bool evaluated(S loss, const Eigen::Ref<Vec<S>>& grad, double elapsed) {
         ++p_.objective_calls;
+        p_.elapsed_seconds = elapsed;
+        if (!own_call_)
+            return false;
+        own_call_ = false;
         p_.loss = loss;
         p_.gradient_norm = grad.norm();
-        p_.elapsed_seconds = elapsed;
         last_finite_ = std::isfinite(loss) && all_finite(grad);
-        return last_finite_;
+        return true;
     }
 
     /// After a completed step: counts it, and its loss into the epoch's mean, or as
@@ -103,11 +113,12 @@ public:
         count_ = 0;
     }
 
-    /// The latest loss and gradient were finite.
+    /// The latest recorded loss and gradient were finite.
     bool last_finite() const { return last_finite_; }
 
 private:
     Progress<S>& p_;
+    bool own_call_ = false;
     bool last_finite_ = true;
     S sum_ = S(0);
     std::int64_t count_ = 0;

@@ -3,12 +3,13 @@
 // initial weights and the same minibatch order, and prints one comparison
 // table; optionally writes CSV logs and a PNG of the curves (through gnuplot).
 //
-//   fashion_mnist [--optimizer NAME|all] [--epochs N] [--batch B] [--lr LR]
+//   fashion_mnist [--optimizer NAME[,NAME…]|all] [--epochs N] [--batch B] [--lr LR]
 //                 [--threads T] [--seed S] [--limit N] [--validation N]
 //                 [--eval-every K] [--target PERCENT]
 //                 [--meta-lr LR] [--beta B] [--gamma-rule sca|geometric] [--epsilon E]
 //                 [--rank R] [--b-scale S]
 //                 [--interval K] [--lambda-fsd L] [--lambda-wsd L] [--momentum M]
+//                 [--max-factor N]
 //                 [--data DIR] [--csv DIR] [--plot FILE.png] [--plot-lr FILE.png]
 //
 // Each optimizer's default learning rate had the best validation accuracy after
@@ -20,8 +21,9 @@
 // α₀ (default 1, the library's, not from the grid); --meta-lr and --beta apply to
 // it too. APO's --lr is η₀ (apo: SGD with momentum 0.9, apo-adam: Adam, apo-p: the
 // preconditioner with momentum 0.9); --meta-lr, --interval, --lambda-fsd,
-// --lambda-wsd and --momentum set its other options, and --plot-lr plots the
-// learned learning rates against the step.
+// --lambda-wsd, --momentum and (apo-p) --max-factor set its other options, and
+// --plot-lr plots the learned learning rates against the step.
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
@@ -61,7 +63,7 @@ struct Settings {
     std::optional<Index> rank;
     std::optional<scaltra::GammaRule> gamma_rule;
     std::optional<double> lambda_fsd, lambda_wsd, momentum;  // APO's, when set
-    std::optional<Index> interval;
+    std::optional<Index> interval, max_factor;
     std::string data, csv, plot, plot_lr;
 };
 
@@ -203,9 +205,12 @@ Run train_named(const std::string& name, double lr, const Settings& settings,
     if (name == "apo-adam")
         return go(scaltra::Apo<S, scaltra::Adam<S>>(
             layout, apo(scaltra::ApoOptions<S, scaltra::AdamOptions<S>>{.base = {.lr = rate}})));
-    if (name == "apo-p")
-        return go(scaltra::ApoP<S>(layout,
-                                   apo(scaltra::ApoPOptions<S>{.lr = rate, .momentum = momentum})));
+    if (name == "apo-p") {
+        scaltra::ApoPOptions<S> options{.lr = rate, .momentum = momentum};
+        if (settings.max_factor)
+            options.max_factor = *settings.max_factor;
+        return go(scaltra::ApoP<S>(layout, apo(options)));
+    }
     return go(scaltra::AdaGrad<S>(layout, {.lr = rate}));
 }
 
@@ -341,17 +346,23 @@ std::string products() {
 #endif
 }
 
+/// Whether `name` is in the comma-separated `list` (or the list is "all").
+bool chosen(const std::string& list, const std::string& name) {
+    return list == "all" || ("," + list + ",").find("," + name + ",") != std::string::npos;
+}
+
 [[noreturn]] void usage(const char* problem) {
     if (problem)
         std::fprintf(stderr, "fashion_mnist: %s\n", problem);
     std::fprintf(stderr,
-                 "usage: fashion_mnist [--optimizer NAME|all] [--epochs N] [--batch B] [--lr LR]\n"
-                 "                     [--threads T] [--seed S] [--limit N] [--validation N]\n"
+                 "usage: fashion_mnist [--optimizer NAME[,NAME...]|all] [--epochs N] [--batch B]\n"
+                 "                     [--lr LR] [--threads T] [--seed S] [--limit N]\n"
+                 "                     [--validation N]\n"
                  "                     [--eval-every K] [--target PERCENT]\n"
                  "                     [--meta-lr LR] [--beta B] [--gamma-rule sca|geometric]\n"
                  "                     [--epsilon E] [--rank R] [--b-scale S]\n"
                  "                     [--interval K] [--lambda-fsd L] [--lambda-wsd L]\n"
-                 "                     [--momentum M]\n"
+                 "                     [--momentum M] [--max-factor N]\n"
                  "                     [--data DIR] [--csv DIR] [--plot FILE.png]\n"
                  "                     [--plot-lr FILE.png]\n"
                  "optimizers:");
@@ -416,6 +427,8 @@ Settings parse(int argc, char** argv) {
             s.lambda_fsd = parse_number(value, "--lambda-fsd", false, true);
         else if (flag == "--lambda-wsd")
             s.lambda_wsd = parse_number(value, "--lambda-wsd", false, true);
+        else if (flag == "--max-factor")
+            s.max_factor = static_cast<Index>(parse_number(value, "--max-factor", true, true));
         else if (flag == "--momentum")
             s.momentum = parse_number(value, "--momentum", false, true);
         else if (flag == "--gamma-rule") {
@@ -434,11 +447,17 @@ Settings parse(int argc, char** argv) {
         else
             usage(("unknown option " + flag).c_str());
     }
-    bool known = s.optimizer == "all";
-    for (const auto& e : kOptimizers)
-        known |= s.optimizer == e.name;
-    if (!known)
-        usage(("unknown optimizer '" + s.optimizer + "'").c_str());
+    if (s.optimizer != "all")
+        for (std::size_t at = 0; at <= s.optimizer.size();) {
+            const std::size_t end = std::min(s.optimizer.find(',', at), s.optimizer.size());
+            const std::string one = s.optimizer.substr(at, end - at);
+            bool known = false;
+            for (const auto& e : kOptimizers)
+                known |= one == e.name;
+            if (!known)
+                usage(("unknown optimizer '" + one + "'").c_str());
+            at = end + 1;
+        }
     return s;
 }
 
@@ -479,7 +498,7 @@ int main(int argc, char** argv) {
     std::vector<Run> runs;
     try {
         for (const auto& e : kOptimizers)
-            if (settings.optimizer == "all" || settings.optimizer == e.name)
+            if (chosen(settings.optimizer, e.name))
                 runs.push_back(train_named(e.name, settings.lr.value_or(e.lr), settings, model,
                                            fm.train, validation ? &*validation : nullptr, fm.test));
     } catch (const scaltra::Error& e) {

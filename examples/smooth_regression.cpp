@@ -1,8 +1,10 @@
 // The SCALTRA note's "batch routine": full-batch training of a small tanh MLP
 // (1-32-32-1) on the smooth-interpolation task, f(x) = a cos(bx) e^{−c|x|} with
 // a, b, c ~ U(0, 1), 500 training and 100 validation points on [−5, 5], repeated
-// over 20 seeds (a new task and new initial weights per seed). SCALTRA against
-// SGD, Adam and AdaGrad, every optimizer from the same weights of a seed. Prints
+// over 20 seeds (a new task and new initial weights per seed). SCALTRA and APO
+// (the learning rate of SGD, and of Adam, learned with the function-space term
+// ρ = squared error on the training inputs, B′ = B in full batch) against SGD,
+// Adam and AdaGrad, every optimizer from the same weights of a seed. Prints
 // the mean ± std over seeds of the training loss (MSE) at log-spaced steps and
 // of the final validation loss, and how many runs diverged (those are counted
 // and left out of the mean); writes the mean and std curves as CSV and plots
@@ -10,7 +12,7 @@
 //
 //   smooth_regression [--seeds N] [--steps K] [--csv FILE] [--plot FILE.png] [--tune]
 //
-// The learning rates (SCALTRA's α₀) are the best mean final training loss over
+// The learning rates (SCALTRA's α₀, APO's η₀) are the best mean final training loss over
 // the grid {1e-3, 3e-3, …, 10} on 10 other seeds (1001–1010) among those with
 // no diverged run; --tune reruns that grid and prints it.
 #include <algorithm>
@@ -35,7 +37,8 @@ struct Entry {
     const char* name;
     double lr;  // chosen by --tune (see the top of the file)
 };
-constexpr Entry kOptimizers[] = {{"scaltra", 0.3}, {"sgd", 0.1}, {"adam", 3e-2}, {"adagrad", 0.1}};
+constexpr Entry kOptimizers[] = {{"scaltra", 0.3}, {"sgd", 0.1},      {"adam", 3e-2},
+                                 {"adagrad", 0.1}, {"apo", 0.1},      {"apo-adam", 3e-2}};
 
 /// One seed's task, network and starting weights.
 struct Problem {
@@ -70,10 +73,8 @@ Curve train(Opt opt, Problem& p, int steps) {
     Curve curve;
     curve.loss.assign(static_cast<std::size_t>(steps), std::numeric_limits<S>::quiet_NaN());
     Vec<S> w = p.w0;
-    auto f = [&](const Eigen::Ref<const Vec<S>>& x, Eigen::Ref<Vec<S>> g) {
-        g.setZero();
-        return p.model.loss_and_grad(x, p.task.train.inputs, p.task.train.targets, g);
-    };
+    scaltra::nn::MlpObjective<S> f(p.model, p.task.train.inputs, p.task.train.targets,
+                                   p.task.train.inputs);
     try {
         for (int t = 0; t < steps; ++t)
             curve.loss[static_cast<std::size_t>(t)] = opt.step(w, f);
@@ -92,6 +93,12 @@ Curve train_named(const std::string& name, double lr, Problem& p, int steps) {
         return train(scaltra::Sgd<S>(layout, {.lr = lr}), p, steps);
     if (name == "adam")
         return train(scaltra::Adam<S>(layout, {.lr = lr}), p, steps);
+    constexpr auto rho = scaltra::Discrepancy::squared_error;
+    if (name == "apo")
+        return train(scaltra::Apo<S>(layout, {.base = {.lr = lr}, .rho = rho}), p, steps);
+    if (name == "apo-adam")
+        return train(scaltra::Apo<S, scaltra::Adam<S>>(layout, {.base = {.lr = lr}, .rho = rho}), p,
+                     steps);
     return train(scaltra::AdaGrad<S>(layout, {.lr = lr}), p, steps);
 }
 

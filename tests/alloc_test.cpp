@@ -278,7 +278,8 @@ TEMPLATE_TEST_CASE("APO's steps allocate nothing after the first meta-step", "[o
         layout, {.base = {.lr = 1e-3}, .interval = 2, .lambda_fsd = S(0.5), .hypergradient = tape});
     scaltra::ApoP<S> apo_p(layout,
                            {.lr = 0.05, .momentum = 0.9, .interval = 2, .lambda_fsd = S(0.5)});
-    scaltra::ApoP<S> apo_p_taped(layout, {.lr = 0.05, .interval = 2, .hypergradient = tape});
+    scaltra::ApoP<S> apo_p_taped(
+        layout, {.lr = 0.05, .max_factor = 40, .interval = 2, .hypergradient = tape});
     auto steps = [&](auto& opt) {
         scaltra::Vec<S> x = model.init();
         opt.step(x, f);  // a meta-step (step 0) sizes the look-ahead's buffers

@@ -232,6 +232,7 @@ TEMPLATE_TEST_CASE("A4: APO-P at A = B = I, S = √η is SGD at η, bit for bit"
         INFO("momentum " << momentum);
         scaltra::ApoP<S> apo(p.model.layout(), {.lr = S(0.25),  // √0.25 = 0.5: P = 0.25·I exactly
                                                 .momentum = momentum,
+                                                .max_factor = momentum > 0 ? 5 : 0,
                                                 .interval = 2,
                                                 .lambda_fsd = S(0.5),
                                                 .meta = {.lr = 0}});
@@ -248,44 +249,51 @@ TEMPLATE_TEST_CASE("A4: APO-P at A = B = I, S = √η is SGD at η, bit for bit"
 TEST_CASE("A5: APO-P's meta-gradients equal the tape's and central differences", "[apo]") {
     Classification<double> p;
     auto objective = p.objective();
-    scaltra::ApoP<double> opt(p.model.layout(), {.lr = 0.2,
-                                                 .momentum = 0.5,
-                                                 .interval = 1,
-                                                 .lambda_fsd = 0.4,
-                                                 .lambda_wsd = 0.2,
-                                                 .meta = {.lr = 0.05}});
-    Vec<double> x = p.w0;
-    run(opt, x, objective, 5);  // A, B, S away from I, I, √η₀
-    const auto& rule = opt.rule();
-    const auto state = opt.state();
-    const Index m = state.phi.size();
-    Vec<double> g = Vec<double>::Zero(x.size()), v(x.size()), closed(m),
-                taped = Vec<double>::Zero(m);
-    objective(x, g);
-    rule.meta_objective(state, x, g, objective, v);
-    rule.hypergradient(state, v, closed);
-    scaltra::ad::Tape<double> tape;
-    tape.vjp(rule.record(tape, state, taped.data()), v);
-    CHECK((closed - taped).norm() <= 1e-10 * closed.norm());
-    auto q = [&](const Vec<double>& phi) {
-        auto at = state;
-        at.phi = phi;
-        Vec<double> scratch(x.size());
-        return rule.meta_objective(at, x, g, objective, scratch);
-    };
-    scaltra::Rng rng(5);
-    int checked = 0;
-    for (const scaltra::Block& b : rule.meta_layout().blocks()) {
-        INFO(b.name);
-        for (int k = 0; k < 3; ++k) {
-            const auto i =
-                b.offset + static_cast<Index>(rng.below(static_cast<std::uint64_t>(b.size())));
-            CHECK(closed[i] == Approx(central(q, state.phi, i, 1e-6)).margin(1e-8).epsilon(1e-5));
-            ++checked;
+    // Every factor learned, and W1's 6×6 A kept at I (max_factor 5).
+    for (Index max_factor : {0, 5}) {
+        INFO("max_factor " << max_factor);
+        scaltra::ApoP<double> opt(p.model.layout(), {.lr = 0.2,
+                                                     .momentum = 0.5,
+                                                     .max_factor = max_factor,
+                                                     .interval = 1,
+                                                     .lambda_fsd = 0.4,
+                                                     .lambda_wsd = 0.2,
+                                                     .meta = {.lr = 0.05}});
+        Vec<double> x = p.w0;
+        run(opt, x, objective, 5);  // A, B, S away from I, I, √η₀
+        const auto& rule = opt.rule();
+        const auto state = opt.state();
+        const Index m = state.phi.size();
+        Vec<double> g = Vec<double>::Zero(x.size()), v(x.size()), closed(m),
+                    taped = Vec<double>::Zero(m);
+        objective(x, g);
+        rule.meta_objective(state, x, g, objective, v);
+        rule.hypergradient(state, v, closed);
+        scaltra::ad::Tape<double> tape;
+        tape.vjp(rule.record(tape, state, taped.data()), v);
+        CHECK((closed - taped).norm() <= 1e-10 * closed.norm());
+        auto q = [&](const Vec<double>& phi) {
+            auto at = state;
+            at.phi = phi;
+            Vec<double> scratch(x.size());
+            return rule.meta_objective(at, x, g, objective, scratch);
+        };
+        scaltra::Rng rng(5);
+        int checked = 0;
+        for (const scaltra::Block& b : rule.meta_layout().blocks()) {
+            INFO(b.name);
+            for (int k = 0; k < 3; ++k) {
+                const auto i =
+                    b.offset + static_cast<Index>(rng.below(static_cast<std::uint64_t>(b.size())));
+                CHECK(closed[i]
+                      == Approx(central(q, state.phi, i, 1e-6)).margin(1e-8).epsilon(1e-5));
+                ++checked;
+            }
         }
+        CHECK(checked == 3 * static_cast<int>(rule.meta_layout().num_blocks()));
+        CHECK(closed.norm() > 1e-6);
+        CHECK((rule.meta_layout().find("A:W1") == nullptr) == (max_factor == 5));
     }
-    CHECK(checked == 3 * static_cast<int>(rule.meta_layout().num_blocks()));
-    CHECK(closed.norm() > 1e-6);
 }
 
 TEST_CASE("APO-P's P is PSD, and its per-block learning rate is tr(P)/(pq)", "[apo]") {

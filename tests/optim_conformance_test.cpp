@@ -310,6 +310,10 @@ struct ApoPCase {
                  [] {
                      Opt(matrix_and_bias(6), {.momentum = 1});
                  }},
+                {"max_factor",
+                 [] {
+                     Opt(matrix_and_bias(6), {.max_factor = -1});
+                 }},
                 {"interval",
                  [] {
                      Opt(matrix_and_bias(6), {.interval = 0});

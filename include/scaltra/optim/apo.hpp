@@ -21,7 +21,8 @@
 // (p×q, a block of the Layout with more than one row and column)
 //   P = (A⊗B) diag(vec S)² (A⊗B)ᵀ,   Δ_W = −B (S⊙S⊙(Bᵀ V A)) Aᵀ,
 // V the gradient (or the momentum b ← μb + g), PSD for every A (q×q), B (p×p),
-// S (p×q), and P = η₀I at the start (A = I, B = I, S = √η₀). Every other block (a
+// S (p×q), and P = η₀I at the start (A = I, B = I, S = √η₀); a factor larger than
+// max_factor stays I (S still scales every weight). Every other block (a
 // bias) learns a scalar learning rate η₀e^φ as Apo does. With K = BᵀVA, C = S²⊙K,
 // E = ∇_u Q on W's block and F = S²⊙(BᵀEA), the meta-gradients are
 //   ∂Q/∂B = −(E A Cᵀ + V A Fᵀ),   ∂Q/∂A = −(Eᵀ B C + Vᵀ B F),   ∂Q/∂S = −2 S⊙K⊙(BᵀEA).
@@ -64,9 +65,9 @@ struct ApoOptions {
     BaseOptions base = {};  ///< the base optimizer's; its lr, a number, is η₀
     Index interval = 10;    ///< K: a meta-step every K steps, the first at step 0
     S lambda_fsd = S(0);    ///< λ_FSD; > 0 needs a ModelObjective
-    S lambda_wsd = S(0);    ///< λ_WSD
+    S lambda_wsd = S(10);   ///< λ_WSD (README, "APO": the sweep)
     Discrepancy rho = Discrepancy::kl_softmax;  ///< ρ of the function-space term
-    MetaOptions meta = {.lr = S(0.05)};         ///< on φ = log(η/η₀)
+    MetaOptions meta = {.lr = S(0.03)};         ///< on φ = log(η/η₀)
     Hypergradient hypergradient = Hypergradient::closed_form;
     NonFinitePolicy on_non_finite = NonFinitePolicy::raise;
 
@@ -75,13 +76,14 @@ struct ApoOptions {
 
 template <Real S, class MetaOptions = AdamOptions<S>>
 struct ApoPOptions {
-    S lr = S(0.01);       ///< η₀: P = η₀I at the start, and each other block's learning rate
-    S momentum = S(0);    ///< μ: Δ = −P b with b ← μb + g (0: Δ = −P g)
-    Index interval = 10;  ///< K: a meta-step every K steps, the first at step 0
-    S lambda_fsd = S(0);  ///< λ_FSD; > 0 needs a ModelObjective
-    S lambda_wsd = S(0);  ///< λ_WSD
+    S lr = S(0.03);       ///< η₀: P = η₀I at the start, and each other block's learning rate
+    S momentum = S(0.9);  ///< μ: Δ = −P b with b ← μb + g (0: Δ = −P g)
+    Index max_factor = 256;  ///< a factor A or B of more rows stays I, not learned (0: none)
+    Index interval = 10;     ///< K: a meta-step every K steps, the first at step 0
+    S lambda_fsd = S(0);     ///< λ_FSD; > 0 needs a ModelObjective
+    S lambda_wsd = S(10);    ///< λ_WSD (README, "APO": the sweep)
     Discrepancy rho = Discrepancy::kl_softmax;  ///< ρ of the function-space term
-    MetaOptions meta = {.lr = S(1e-3)};         ///< on A, B, S and the log learning rates
+    MetaOptions meta = {.lr = S(1e-4)};         ///< on A, B, S and the log learning rates
     Hypergradient hypergradient = Hypergradient::closed_form;
     NonFinitePolicy on_non_finite = NonFinitePolicy::raise;
 
@@ -227,6 +229,8 @@ private:
 };
 
 /// ApoP's rule: Δ_W = −B (S⊙S⊙(Bᵀ V A)) Aᵀ per weight matrix, −η₀e^φ V elsewhere.
+/// A factor of more than max_factor rows is not learned: it stays the identity
+/// (S still scales every weight), and its products are skipped.
 template <Real S, class MetaOptions>
 class ApoPRule {
 public:
@@ -242,14 +246,29 @@ public:
           v_(Vec<S>::Zero(layout.size())),
           delta_(Vec<S>::Zero(layout.size())),
           objective_(layout.size()) {
-        for (const Block& b : layout_.blocks()) {
+        auto learned = [&](Index size) {
+            return options_.max_factor == 0 || size <= options_.max_factor;
+        };
+        for (std::size_t l = 0; l < layout_.num_blocks(); ++l) {
+            const Block& b = layout_[l];
             if (!is_matrix(b)) {
+                factors_.push_back(
+                    {l, static_cast<Index>(meta_layout_.num_blocks()), -1, -1, -1, -1});
                 meta_layout_.add(concat("log_lr:", b.name), 1);
                 continue;
             }
-            meta_layout_.add(concat("A:", b.name), b.cols, b.cols);
-            meta_layout_.add(concat("B:", b.name), b.rows, b.rows);
+            Factors f{l, -1, -1, -1, -1, static_cast<Index>(scratch_.size())};
+            if (learned(b.cols)) {
+                f.a = static_cast<Index>(meta_layout_.num_blocks());
+                meta_layout_.add(concat("A:", b.name), b.cols, b.cols);
+            }
+            if (learned(b.rows)) {
+                f.b = static_cast<Index>(meta_layout_.num_blocks());
+                meta_layout_.add(concat("B:", b.name), b.rows, b.rows);
+            }
+            f.s = static_cast<Index>(meta_layout_.num_blocks());
             meta_layout_.add(concat("S:", b.name), b.rows, b.cols);
+            factors_.push_back(f);
             scratch_.emplace_back(b.rows, b.cols);
         }
         if (scratch_.empty())
@@ -266,14 +285,15 @@ public:
     State initial_state() const {
         State state{0, Vec<S>::Zero(meta_layout_.size()),
                     Vec<S>::Zero(options_.momentum > S(0) ? layout_.size() : 0)};
-        for_each_block([&](const Block& b, const Factors& f) {
-            if (f.matrix) {
-                block_view(state.phi, *f.a).setIdentity();
-                block_view(state.phi, *f.b).setIdentity();
-                block_view(state.phi, *f.s).setConstant(std::sqrt(options_.lr));
-            }
-            (void)b;
-        });
+        for (const Factors& f : factors_) {
+            if (f.log_lr >= 0)
+                continue;
+            if (f.a >= 0)
+                meta(state.phi, f.a).setIdentity();
+            if (f.b >= 0)
+                meta(state.phi, f.b).setIdentity();
+            meta(state.phi, f.s).setConstant(std::sqrt(options_.lr));
+        }
         return state;
     }
 
@@ -291,60 +311,66 @@ public:
     /// the last meta_objective.
     void hypergradient(const State& state, const Eigen::Ref<const Vec<S>>& v,
                        Eigen::Ref<Vec<S>> h) const {
-        for_each_block([&](const Block& b, const Factors& f) {
-            const auto E = block_view(v, b);
-            const auto V = block_view(v_, b);
-            if (!f.matrix) {
-                h[f.log_lr->offset] = -lr(state, *f.log_lr) * V.cwiseProduct(E).sum();
-                return;
+        for (const Factors& f : factors_) {
+            const auto E = block_view(v, layout_[f.block]);
+            const auto V = block_view(v_, layout_[f.block]);
+            if (f.log_lr >= 0) {
+                h[meta_layout_[static_cast<std::size_t>(f.log_lr)].offset] =
+                    -lr(state, f) * V.cwiseProduct(E).sum();
+                continue;
             }
-            Scratch& t = *f.scratch;
-            const auto A = block_view(state.phi, *f.a);
-            const auto B = block_view(state.phi, *f.b);
-            const auto Sf = block_view(state.phi, *f.s);
-            auto hA = block_view(h, *f.a);
-            auto hB = block_view(h, *f.b);
-            auto hS = block_view(h, *f.s);
-            gemm_.multiply(E, false, A, false, t.EA, false);
-            gemm_.multiply(B, true, t.EA, false, t.BtEA, false);
+            Scratch& t = scratch_[static_cast<std::size_t>(f.scratch)];
+            const auto Sf = meta(state.phi, f.s);
+            times_a(state, f, E, t.EA);
+            bt_times(state, f, t.EA, t.BtEA);
             t.F = Sf.cwiseProduct(Sf).cwiseProduct(t.BtEA);
-            hS = S(-2) * Sf.cwiseProduct(t.K).cwiseProduct(t.BtEA);
-            gemm_.multiply(t.EA, false, t.C, true, hB, false);  // E A Cᵀ
-            gemm_.multiply(t.VA, false, t.F, true, hB, true);   // + V A Fᵀ
-            hB = -hB;
-            gemm_.multiply(E, true, t.BC, false, hA, false);  // Eᵀ B C
-            gemm_.multiply(B, false, t.F, false, t.BF, false);
-            gemm_.multiply(V, true, t.BF, false, hA, true);  // + Vᵀ B F
-            hA = -hA;
-        });
+            meta(h, f.s) = S(-2) * Sf.cwiseProduct(t.K).cwiseProduct(t.BtEA);
+            if (f.b >= 0) {
+                auto hB = meta(h, f.b);
+                gemm_.multiply(t.EA, false, t.C, true, hB, false);  // E A Cᵀ
+                gemm_.multiply(t.VA, false, t.F, true, hB, true);   // + V A Fᵀ
+                hB = -hB;
+            }
+            if (f.a >= 0) {
+                auto hA = meta(h, f.a);
+                gemm_.multiply(E, true, t.BC, false, hA, false);  // Eᵀ B C
+                b_times(state, f, t.F, t.BF);
+                gemm_.multiply(V, true, t.BF, false, hA, true);  // + Vᵀ B F
+                hA = -hA;
+            }
+        }
     }
 
     /// Δ on the tape, for the V of the last meta_objective.
     ad::Var<S> record(ad::Tape<S>& tape, const State& state, S* h) const {
         ad::Var<S> delta;
-        bool first = true;
-        for_each_block([&](const Block& b, const Factors& f) {
-            const ad::Var<S> V = tape.leaf(v_.data() + b.offset, b.rows, b.cols);
-            ad::Var<S> part;
-            if (!f.matrix) {
-                const auto& l = *f.log_lr;
-                const ad::Var<S> phi =
-                    tape.leaf(state.phi.data() + l.offset, 1, 1, h ? h + l.offset : nullptr);
-                part = ad::scale(ad::scale(V, ad::exp(phi)), -options_.lr);
+        auto leaf = [&](Index at) {
+            const Block& m = meta_layout_[static_cast<std::size_t>(at)];
+            return tape.leaf(state.phi.data() + m.offset, m.rows, m.cols,
+                             h ? h + m.offset : nullptr);
+        };
+        for (const Factors& f : factors_) {
+            const Block& b = layout_[f.block];
+            ad::Var<S> part = tape.leaf(v_.data() + b.offset, b.rows, b.cols);
+            if (f.log_lr >= 0) {
+                part = ad::scale(ad::scale(part, ad::exp(leaf(f.log_lr))), -options_.lr);
             } else {
-                auto leaf = [&](const Block& m) {
-                    return tape.leaf(state.phi.data() + m.offset, m.rows, m.cols,
-                                     h ? h + m.offset : nullptr);
-                };
-                const ad::Var<S> A = leaf(*f.a), B = leaf(*f.b), Sv = leaf(*f.s);
-                const ad::Var<S> K = ad::matmul(B, ad::matmul(V, A), true, false);
-                const ad::Var<S> D =
-                    ad::matmul(ad::matmul(B, ad::mul(ad::mul(Sv, Sv), K)), A, false, true);
-                part = ad::scale(ad::reshape(D, b.size(), 1), S(-1));
+                const ad::Var<S> Sv = leaf(f.s);
+                const ad::Var<S> A = f.a >= 0 ? leaf(f.a) : ad::Var<S>();
+                const ad::Var<S> B = f.b >= 0 ? leaf(f.b) : ad::Var<S>();
+                if (f.a >= 0)
+                    part = ad::matmul(part, A);
+                if (f.b >= 0)
+                    part = ad::matmul(B, part, true, false);
+                part = ad::mul(ad::mul(Sv, Sv), part);
+                if (f.b >= 0)
+                    part = ad::matmul(B, part);
+                if (f.a >= 0)
+                    part = ad::matmul(part, A, false, true);
+                part = ad::scale(ad::reshape(part, b.size(), 1), S(-1));
             }
-            delta = first ? part : ad::concat_rows(delta, part);
-            first = false;
-        });
+            delta = &f == &factors_.front() ? part : ad::concat_rows(delta, part);
+        }
         return delta;
     }
 
@@ -364,59 +390,68 @@ public:
     /// tr(P)/(pq) for a weight matrix (the mean eigenvalue of P, η₀ at the start),
     /// η₀e^φ for another block: the block's effective learning rate.
     S block_lr(const State& state, std::size_t l) const {
-        S out = S(0);
-        std::size_t at = 0;
-        for_each_block([&](const Block& b, const Factors& f) {
-            if (at++ != l)
-                return;
-            if (!f.matrix) {
-                out = lr(state, *f.log_lr);
-                return;
-            }
-            // column k = i + p·j of A⊗B is A_{:,j} ⊗ B_{:,i}, of norm ‖A_{:,j}‖‖B_{:,i}‖
-            const auto A = block_view(state.phi, *f.a);
-            const auto B = block_view(state.phi, *f.b);
-            const auto Sf = block_view(state.phi, *f.s);
-            const Vec<S> a = A.colwise().squaredNorm().transpose();
-            const Vec<S> bn = B.colwise().squaredNorm().transpose();
-            out = (bn.asDiagonal() * Sf.cwiseProduct(Sf) * a.asDiagonal()).sum()
-                  / static_cast<S>(b.size());
-        });
-        return out;
+        const Factors& f = factors_.at(l);
+        if (f.log_lr >= 0)
+            return lr(state, f);
+        // Column k = i + p·j of A⊗B is A_{:,j} ⊗ B_{:,i}, of norm ‖A_{:,j}‖‖B_{:,i}‖.
+        const Block& b = layout_[f.block];
+        const auto Sf = meta(state.phi, f.s);
+        const Vec<S> a = f.a >= 0 ? Vec<S>(meta(state.phi, f.a).colwise().squaredNorm().transpose())
+                                  : Vec<S>::Ones(b.cols);
+        const Vec<S> bn = f.b >= 0
+                              ? Vec<S>(meta(state.phi, f.b).colwise().squaredNorm().transpose())
+                              : Vec<S>::Ones(b.rows);
+        return (bn.asDiagonal() * Sf.cwiseProduct(Sf) * a.asDiagonal()).sum()
+               / static_cast<S>(b.size());
     }
 
 private:
-    /// The products of one weight matrix's step and meta-gradient (p×q, but BF).
+    /// The products of one weight matrix's step and meta-gradient (all p×q).
     struct Scratch {
         Mat<S> VA, K, C, BC, EA, BtEA, F, BF;
         Scratch(Index p, Index q)
             : VA(p, q), K(p, q), C(p, q), BC(p, q), EA(p, q), BtEA(p, q), F(p, q), BF(p, q) {}
     };
-    /// Where a block's meta-parameters are.
+    /// A block of the layout (its index) and where its meta-parameters are: the indices of its
+    /// meta blocks A, B, S (a weight matrix; −1 for a factor kept at I) or log_lr
+    /// (another block), and its scratch.
     struct Factors {
-        bool matrix;
-        const Block *a, *b, *s, *log_lr;
-        Scratch* scratch;
+        std::size_t block;
+        Index log_lr, a, b, s, scratch;
     };
 
-    /// Calls f(block, factors) for every block of the layout, in order.
-    template <class Fn>
-    void for_each_block(Fn&& fn) const {
-        std::size_t meta = 0, matrices = 0;
-        for (const Block& b : layout_.blocks()) {
-            if (is_matrix(b)) {
-                fn(b, Factors{true, &meta_layout_[meta], &meta_layout_[meta + 1],
-                              &meta_layout_[meta + 2], nullptr, &scratch_[matrices++]});
-                meta += 3;
-            } else {
-                fn(b, Factors{false, nullptr, nullptr, nullptr, &meta_layout_[meta], nullptr});
-                meta += 1;
-            }
-        }
+    /// Meta block `at` of φ (or of its hypergradient) as its matrix.
+    template <class Flat>
+    auto meta(Flat& phi, Index at) const {
+        return block_view(phi, meta_layout_[static_cast<std::size_t>(at)]);
     }
 
-    S lr(const State& state, const Block& log_lr) const {
-        return options_.lr * std::exp(state.phi[log_lr.offset]);
+    S lr(const State& state, const Factors& f) const {
+        return options_.lr
+               * std::exp(state.phi[meta_layout_[static_cast<std::size_t>(f.log_lr)].offset]);
+    }
+
+    // out = M A, Bᵀ M, B M or M Aᵀ, a copy where the factor is I.
+    template <class M>
+    void times_a(const State& state, const Factors& f, const M& m, Mat<S>& out) const {
+        if (f.a >= 0)
+            gemm_.multiply(m, false, meta(state.phi, f.a), false, out, false);
+        else
+            out = m;
+    }
+    template <class M>
+    void bt_times(const State& state, const Factors& f, const M& m, Mat<S>& out) const {
+        if (f.b >= 0)
+            gemm_.multiply(meta(state.phi, f.b), true, m, false, out, false);
+        else
+            out = m;
+    }
+    template <class M>
+    void b_times(const State& state, const Factors& f, const M& m, Mat<S>& out) const {
+        if (f.b >= 0)
+            gemm_.multiply(meta(state.phi, f.b), false, m, false, out, false);
+        else
+            out = m;
     }
 
     /// V = μb + g (or g), and Δ from it and φ, into v_ and delta_ (keeping the
@@ -426,29 +461,31 @@ private:
             v_ = options_.momentum * state.momentum_buffer + g;
         else
             v_ = g;
-        for_each_block([&](const Block& b, const Factors& f) {
-            const auto V = block_view(v_, b);
-            auto D = block_view(delta_, b);
-            if (!f.matrix) {
-                D = -lr(state, *f.log_lr) * V;
-                return;
+        for (const Factors& f : factors_) {
+            const auto V = block_view(v_, layout_[f.block]);
+            auto D = block_view(delta_, layout_[f.block]);
+            if (f.log_lr >= 0) {
+                D = -lr(state, f) * V;
+                continue;
             }
-            Scratch& t = *f.scratch;
-            const auto A = block_view(state.phi, *f.a);
-            const auto B = block_view(state.phi, *f.b);
-            const auto Sf = block_view(state.phi, *f.s);
-            gemm_.multiply(V, false, A, false, t.VA, false);
-            gemm_.multiply(B, true, t.VA, false, t.K, false);  // K = Bᵀ V A
+            Scratch& t = scratch_[static_cast<std::size_t>(f.scratch)];
+            const auto Sf = meta(state.phi, f.s);
+            times_a(state, f, V, t.VA);
+            bt_times(state, f, t.VA, t.K);  // K = Bᵀ V A
             t.C = Sf.cwiseProduct(Sf).cwiseProduct(t.K);
-            gemm_.multiply(B, false, t.C, false, t.BC, false);
-            gemm_.multiply(t.BC, false, A, true, D, false);  // B C Aᵀ
+            b_times(state, f, t.C, t.BC);
+            if (f.a >= 0)
+                gemm_.multiply(t.BC, false, meta(state.phi, f.a), true, D, false);  // B C Aᵀ
+            else
+                D = t.BC;
             D = -D;
-        });
+        }
     }
 
     Layout layout_;
     Options options_;
     Layout meta_layout_;
+    std::vector<Factors> factors_;          // per block of the layout, in order
     mutable std::vector<Scratch> scratch_;  // per weight matrix
     mutable Vec<S> v_, delta_;
     mutable MetaObjective<S> objective_;
@@ -474,6 +511,9 @@ void ApoPOptions<S, MetaOptions>::validate() const {
     detail::require_positive("lr", lr);
     detail::require_in("momentum", momentum, S(0), detail::Bound::closed, S(1),
                        detail::Bound::open);
+    if (max_factor < 0)
+        throw InvalidArgument(detail::concat(
+            "Invalid max_factor: must be 0 (no limit) or positive, got ", max_factor));
     detail::validate_meta_step(interval, lambda_fsd, lambda_wsd);
     meta.validate();
 }

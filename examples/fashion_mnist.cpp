@@ -22,7 +22,8 @@
 // it too. APO's --lr is η₀ (apo: SGD with momentum 0.9, apo-adam: Adam, apo-p: the
 // preconditioner with momentum 0.9); --meta-lr, --interval, --lambda-fsd,
 // --lambda-wsd, --momentum and (apo-p) --max-factor set its other options, and
-// --plot-lr plots the learned learning rates against the step.
+// --plot-lr plots the learned learning rates against the step (the --csv step
+// logs carry them as columns, `lr` or `lr:<block>`).
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
@@ -311,8 +312,8 @@ bool plot(const std::vector<Run>& runs, const std::string& path, Index steps_per
     return status == 0;
 }
 
-/// The learned learning rates of every run that has them (APO's η; APO-P's per
-/// block), against the step, on a log scale, as a PNG through gnuplot.
+/// The learned learning rates of every run that has them (APO's `lr`, APO-P's
+/// `lr:<block>`), against the step, on a log scale, as a PNG through gnuplot.
 bool plot_learned(const std::vector<Run>& runs, const std::string& path) {
     FILE* gp = popen("gnuplot 2>&1", "w");
     if (gp == nullptr)
@@ -320,13 +321,17 @@ bool plot_learned(const std::vector<Run>& runs, const std::string& path) {
     std::string curves;
     int block = 0;
     for (const auto& run : runs)
-        for (std::size_t c = 0; c < run.learned_names.size(); ++c, ++block) {
+        for (std::size_t c = 0; c < run.learned_names.size(); ++c) {
+            if (!run.learned_names[c].starts_with("lr"))
+                continue;  // SCALTRA's τ and ‖b‖ are not learning rates
+            ++block;
             std::fprintf(gp, "$lr%d << EOD\n", block);
             for (std::size_t t = 0; t < run.learned.size(); ++t)
                 std::fprintf(gp, "%zu %g\n", t + 1, run.learned[t][c]);
             std::fprintf(gp, "EOD\n");
             curves += (curves.empty() ? "" : ", ") + std::string("$lr") + std::to_string(block)
-                      + " with lines lw 1.5 title '" + run.name + " " + run.learned_names[c] + "'";
+                      + " with lines lw 1.5 noenhanced title '" + run.name + " "
+                      + run.learned_names[c] + "'";
         }
     std::fprintf(gp,
                  "set terminal pngcairo size 900,480 font ',10'\nset output '%s'\nset grid\n"

@@ -1,29 +1,11 @@
-// No optimizer step allocates after construction. Two counters see every heap
-// allocation: global operator new is replaced by a counting one, and Eigen's own
-// allocations (which use malloc) are caught by Eigen's EIGEN_RUNTIME_NO_MALLOC
-// check, routed through a counting eigen_assert while a window is open.
-#include <atomic>
-#include <cstdio>
-#include <cstdlib>
-#include <cstring>
+// No step allocates after warm-up: the classic optimizers, the tape, the MLP and
+// the minibatches (the learned optimizers: alloc_learned_test.cpp). Global
+// operator new is replaced here by a counting one; alloc_counter.hpp counts
+// Eigen's own allocations.
+#include "alloc_counter.hpp"
+
 #include <new>
 #include <vector>
-
-namespace {
-std::atomic<long> allocations{0};
-
-void on_eigen_assert(const char* condition) {
-    if (std::strstr(condition, "heap allocation is forbidden") != nullptr) {
-        ++allocations;
-        return;
-    }
-    std::fprintf(stderr, "Eigen assertion failed: %s\n", condition);
-    std::abort();
-}
-}  // namespace
-
-#define EIGEN_RUNTIME_NO_MALLOC
-#define eigen_assert(x) ((x) ? static_cast<void>(0) : on_eigen_assert(#x))
 
 #include <scaltra/autodiff.hpp>
 #include <scaltra/data/minibatches.hpp>
@@ -32,6 +14,10 @@ void on_eigen_assert(const char* condition) {
 #include <scaltra/problems.hpp>
 
 #include <catch2/catch.hpp>
+
+using alloc_counter::allocations;
+using alloc_counter::allocations_during;
+using alloc_counter::allocations_per_steps;
 
 // Under AddressSanitizer the replacement would fight ASan's own operator new, so
 // there only Eigen's allocations are counted; the plain build counts both.
@@ -58,36 +44,6 @@ void operator delete(void* p, std::size_t) noexcept {
 #pragma GCC diagnostic pop
 #endif
 
-namespace {
-/// Allocations made while `work` runs, with Eigen's own allocations counted too.
-template <class F>
-long allocations_during(F&& work) {
-    const long before = allocations.load();
-    Eigen::internal::set_is_malloc_allowed(false);
-    work();
-    Eigen::internal::set_is_malloc_allowed(true);
-    return allocations.load() - before;
-}
-
-/// Allocations in `steps` steps (of both forms) on the sphere, after a first one.
-template <class Opt>
-long allocations_per_steps(Opt& opt, int steps) {
-    using S = typename Opt::Scalar;
-    const scaltra::Index n = opt.layout().size();
-    const scaltra::problems::Sphere<S> sphere(n);
-    scaltra::Vec<S> x = scaltra::Vec<S>::Ones(n);
-    scaltra::Vec<S> g(n);
-    opt.step(x, sphere);  // the first step may allocate (none of ours do)
-    return allocations_during([&] {
-        for (int t = 0; t < steps; ++t) {
-            opt.step(x, sphere);
-            sphere(x, g);
-            opt.update(x, g);
-        }
-    });
-}
-}  // namespace
-
 TEMPLATE_TEST_CASE("no heap allocation per step after the first", "[optim][alloc]", float, double) {
     using S = TestType;
     // The counters do count: an Eigen vector, and a std container.
@@ -108,45 +64,6 @@ TEMPLATE_TEST_CASE("no heap allocation per step after the first", "[optim][alloc
     CHECK(allocations_per_steps(adamw, 20) == 0);
     CHECK(allocations_per_steps(rmsprop, 20) == 0);
     CHECK(allocations_per_steps(adagrad, 20) == 0);
-
-    // SCALTRA: the closed form, and the tape (whose arena is sized by the first
-    // hypergradient, in the second step).
-    scaltra::Scaltra<S> scaltra(1000);
-    scaltra::Scaltra<S> taped(1000, {.hypergradient = scaltra::Hypergradient::tape});
-    scaltra::Vec<S> x = scaltra::Vec<S>::Ones(1000);
-    const scaltra::problems::IllConditionedQuadratic<S> quadratic(1000, 10.0, 1);
-    taped.step(x, quadratic);
-    CHECK(allocations_per_steps(scaltra, 20) == 0);
-    CHECK(allocations_per_steps(taped, 20) == 0);
-    // The per-matrix curvature (closed form) of blocks taking either path, with factors small
-    // and large enough for Eigen's blocked Cholesky (≥ 32): 40×15 and 80×40 by
-    // Woodbury, 10×40 and 40×90 by a Cholesky of A itself.
-    scaltra::Layout matrix;
-    matrix.add("W", 40, 15).add("V", 10, 40).add("U", 80, 40).add("T", 40, 90);
-    scaltra::Scaltra<S> per_matrix(matrix, {.curvature = scaltra::Curvature::per_matrix});
-    CHECK(allocations_per_steps(per_matrix, 20) == 0);
-    // Rank one, not fused (a penalty), and rank 3 (Woodbury) with both penalties.
-    scaltra::Scaltra<S> rank_one_l2(1000, {.l2 = S(1e-3)});
-    CHECK(allocations_per_steps(rank_one_l2, 20) == 0);
-    scaltra::Scaltra<S> penalised(1000, {.rank = 3, .l2 = S(1e-3), .l1 = S(1e-4)});
-    CHECK(allocations_per_steps(penalised, 20) == 0);
-
-    // LODO: fused with its Adam, and its separate closed-form steps (SGD as the
-    // meta-optimizer has no fused form). The first hypergradient sizes the passes'
-    // scratch, in the second step.
-    // A block size without a fixed-size kernel (3) and the tape, whose scratch the
-    // first recording makes.
-    scaltra::Lodo<S> lodo(1000, {.layers = 4});
-    scaltra::Lodo<S, scaltra::Sgd<S>> lodo_sgd(1000, {.layers = 4});
-    scaltra::Lodo<S> lodo_k3(1000, {.layers = 4, .block = 3});
-    scaltra::Lodo<S> lodo_taped(1000, {.layers = 4, .hypergradient = scaltra::Hypergradient::tape});
-    for (auto* opt : {&lodo, &lodo_k3, &lodo_taped})
-        opt->step(x, quadratic);
-    lodo_sgd.step(x, quadratic);
-    CHECK(allocations_per_steps(lodo, 20) == 0);
-    CHECK(allocations_per_steps(lodo_sgd, 20) == 0);
-    CHECK(allocations_per_steps(lodo_k3, 20) == 0);
-    CHECK(allocations_per_steps(lodo_taped, 20) == 0);
 }
 
 TEMPLATE_TEST_CASE("an MLP forward and backward on the tape allocates nothing after the first",
@@ -255,42 +172,4 @@ TEST_CASE("evaluating an Mlp and its output discrepancy allocates nothing after 
               both();
           })
           == 0);
-}
-
-TEMPLATE_TEST_CASE("APO's steps allocate nothing after the first meta-step", "[optim][apo][alloc]",
-                   float, double) {
-    using S = TestType;
-    // W1 is 48×40: its products are large enough for the GEMM workspace's own blocking.
-    scaltra::nn::Mlp<S> model({40, 48, 10}, scaltra::nn::Relu{}, 1);
-    const scaltra::Mat<S> X = scaltra::Mat<S>::Random(40, 32),
-                          probe = scaltra::Mat<S>::Random(40, 24);
-    std::vector<scaltra::Index> labels(32);
-    for (std::size_t j = 0; j < labels.size(); ++j)
-        labels[j] = static_cast<scaltra::Index>(j % 10);
-    scaltra::nn::MlpObjective<S> f(model, X, labels, probe);
-    const auto& layout = model.layout();
-    const auto tape = scaltra::Hypergradient::tape;
-    scaltra::Apo<S> apo(layout, {.base = {.lr = 0.05, .momentum = 0.9},
-                                 .interval = 2,
-                                 .lambda_fsd = S(0.5),
-                                 .lambda_wsd = S(0.1)});
-    scaltra::Apo<S, scaltra::Adam<S>> apo_adam(
-        layout, {.base = {.lr = 1e-3}, .interval = 2, .lambda_fsd = S(0.5), .hypergradient = tape});
-    scaltra::ApoP<S> apo_p(layout,
-                           {.lr = 0.05, .momentum = 0.9, .interval = 2, .lambda_fsd = S(0.5)});
-    scaltra::ApoP<S> apo_p_taped(
-        layout, {.lr = 0.05, .max_factor = 40, .interval = 2, .hypergradient = tape});
-    auto steps = [&](auto& opt) {
-        scaltra::Vec<S> x = model.init();
-        opt.step(x, f);  // a meta-step (step 0) sizes the look-ahead's buffers
-        opt.step(x, f);
-        return allocations_during([&] {
-            for (int t = 0; t < 6; ++t)
-                opt.step(x, f);
-        });
-    };
-    CHECK(steps(apo) == 0);
-    CHECK(steps(apo_adam) == 0);
-    CHECK(steps(apo_p) == 0);
-    CHECK(steps(apo_p_taped) == 0);
 }

@@ -46,39 +46,39 @@ header() {  # header CORNER COLUMNS...
     printf ' |\n'
 }
 
+# grid TITLE CORNER ROW_FLAG ROWS COL_FLAG COLS [FLAGS...]: one stage's table, a
+# row per value of ROW_FLAG and a column per value of COL_FLAG.
+grid() {
+    title=$1 corner=$2 row_flag=$3 rows=$4 col_flag=$5 cols=$6
+    shift 6
+    echo "$title"
+    # shellcheck disable=SC2086
+    header "$corner" $cols
+    for r in $rows; do
+        cells=""
+        for c in $cols; do
+            cells="$cells $(score "$@" "$row_flag" "$r" "$col_flag" "$c")"
+        done
+        # shellcheck disable=SC2086
+        row "$r" $cells
+    done
+    echo
+}
+
 stages=${STAGES:-"1 2"}
 
 set --
 [ -n "${K:-}" ] && set -- "$@" --interval "$K"
 [ -n "${META_LR:-}" ] && set -- "$@" --meta-lr "$META_LR"
 case " $stages " in *" 1 "*)
-echo "Stage 1: λ_FSD \\ λ_WSD ($optimizer, $epochs epochs, K ${K:-default}, meta-lr ${META_LR:-default})"
-# shellcheck disable=SC2086
-header "λ_FSD \\ λ_WSD" $wsds
-for f in $fsds; do
-    cells=""
-    for w in $wsds; do
-        cells="$cells $(score "$@" --lambda-fsd "$f" --lambda-wsd "$w")"
-    done
-    # shellcheck disable=SC2086
-    row "$f" $cells
-done
-echo
-;; esac
+    grid "Stage 1: λ_FSD \\ λ_WSD ($optimizer, $epochs epochs, K ${K:-default}, meta-lr ${META_LR:-default})" \
+        "λ_FSD \\ λ_WSD" --lambda-fsd "$fsds" --lambda-wsd "$wsds" "$@" ;;
+esac
 
 set --
 [ -n "${FSD:-}" ] && set -- "$@" --lambda-fsd "$FSD"
 [ -n "${WSD:-}" ] && set -- "$@" --lambda-wsd "$WSD"
 case " $stages " in *" 2 "*)
-echo "Stage 2: K \\ meta-lr ($optimizer, $epochs epochs, λ_FSD ${FSD:-default}, λ_WSD ${WSD:-default})"
-# shellcheck disable=SC2086
-header "K \\ meta-lr" $meta_lrs
-for k in $intervals; do
-    cells=""
-    for m in $meta_lrs; do
-        cells="$cells $(score "$@" --interval "$k" --meta-lr "$m")"
-    done
-    # shellcheck disable=SC2086
-    row "$k" $cells
-done
-;; esac
+    grid "Stage 2: K \\ meta-lr ($optimizer, $epochs epochs, λ_FSD ${FSD:-default}, λ_WSD ${WSD:-default})" \
+        "K \\ meta-lr" --interval "$intervals" --meta-lr "$meta_lrs" "$@" ;;
+esac

@@ -321,8 +321,8 @@ public:
             }
             Scratch& t = scratch_[static_cast<std::size_t>(f.scratch)];
             const auto Sf = meta(state.phi, f.s);
-            times_a(state, f, E, t.EA);
-            bt_times(state, f, t.EA, t.BtEA);
+            by_factor(state, f.a, false, false, E, t.EA);     // E A
+            by_factor(state, f.b, true, true, t.EA, t.BtEA);  // Bᵀ E A
             t.F = Sf.cwiseProduct(Sf).cwiseProduct(t.BtEA);
             meta(h, f.s) = S(-2) * Sf.cwiseProduct(t.K).cwiseProduct(t.BtEA);
             if (f.b >= 0) {
@@ -334,7 +334,7 @@ public:
             if (f.a >= 0) {
                 auto hA = meta(h, f.a);
                 gemm_.multiply(E, true, t.BC, false, hA, false);  // Eᵀ B C
-                b_times(state, f, t.F, t.BF);
+                by_factor(state, f.b, true, false, t.F, t.BF);
                 gemm_.multiply(V, true, t.BF, false, hA, true);  // + Vᵀ B F
                 hA = -hA;
             }
@@ -431,27 +431,20 @@ private:
                * std::exp(state.phi[meta_layout_[static_cast<std::size_t>(f.log_lr)].offset]);
     }
 
-    // out = M A, Bᵀ M, B M or M Aᵀ, a copy where the factor is I.
-    template <class M>
-    void times_a(const State& state, const Factors& f, const M& m, Mat<S>& out) const {
-        if (f.a >= 0)
-            gemm_.multiply(m, false, meta(state.phi, f.a), false, out, false);
-        else
+    /// out = F·m (left) or m·F, with F = meta block `factor` or its transpose; a
+    /// copy where the factor is kept at I (factor < 0).
+    template <class M, class Out>
+    void by_factor(const State& state, Index factor, bool left, bool transpose, const M& m,
+                   Out&& out) const {
+        if (factor < 0) {
             out = m;
-    }
-    template <class M>
-    void bt_times(const State& state, const Factors& f, const M& m, Mat<S>& out) const {
-        if (f.b >= 0)
-            gemm_.multiply(meta(state.phi, f.b), true, m, false, out, false);
+            return;
+        }
+        const auto F = meta(state.phi, factor);
+        if (left)
+            gemm_.multiply(F, transpose, m, false, out, false);
         else
-            out = m;
-    }
-    template <class M>
-    void b_times(const State& state, const Factors& f, const M& m, Mat<S>& out) const {
-        if (f.b >= 0)
-            gemm_.multiply(meta(state.phi, f.b), false, m, false, out, false);
-        else
-            out = m;
+            gemm_.multiply(m, false, F, transpose, out, false);
     }
 
     /// V = μb + g (or g), and Δ from it and φ, into v_ and delta_ (keeping the
@@ -470,14 +463,11 @@ private:
             }
             Scratch& t = scratch_[static_cast<std::size_t>(f.scratch)];
             const auto Sf = meta(state.phi, f.s);
-            times_a(state, f, V, t.VA);
-            bt_times(state, f, t.VA, t.K);  // K = Bᵀ V A
+            by_factor(state, f.a, false, false, V, t.VA);
+            by_factor(state, f.b, true, true, t.VA, t.K);  // K = Bᵀ V A
             t.C = Sf.cwiseProduct(Sf).cwiseProduct(t.K);
-            b_times(state, f, t.C, t.BC);
-            if (f.a >= 0)
-                gemm_.multiply(t.BC, false, meta(state.phi, f.a), true, D, false);  // B C Aᵀ
-            else
-                D = t.BC;
+            by_factor(state, f.b, true, false, t.C, t.BC);
+            by_factor(state, f.a, false, true, t.BC, D);  // B C Aᵀ
             D = -D;
         }
     }

@@ -1,5 +1,5 @@
 // No learned optimizer's step allocates after its first hypergradient or
-// meta-step: SCALTRA, LODO and APO (the counters: alloc_counter.hpp).
+// meta-step: SCALTRA, LODO, APO and DCO (the counters: alloc_counter.hpp).
 #include "alloc_counter.hpp"
 
 #include <vector>
@@ -91,4 +91,14 @@ TEMPLATE_TEST_CASE("APO's steps allocate nothing after the first meta-step", "[o
     CHECK(steps(apo_adam) == 0);
     CHECK(steps(apo_p) == 0);
     CHECK(steps(apo_p_taped) == 0);
+}
+
+TEMPLATE_TEST_CASE("DCO's steps allocate nothing", "[optim][dco][alloc]", float, double) {
+    using S = TestType;
+    scaltra::Dcog<S> dcog(1000);
+    scaltra::Dcom<S> dcom(1000, {.normalize_gradient = false});
+    scaltra::Dcogd<S> dcogd(200);
+    CHECK(allocations_per_steps(dcog, 20) == 0);
+    CHECK(allocations_per_steps(dcom, 20) == 0);
+    CHECK(allocations_per_steps(dcogd, 20) == 0);
 }

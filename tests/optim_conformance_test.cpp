@@ -336,12 +336,73 @@ struct ApoPCase {
     }
 };
 
+// The DCO optimizers untrained (φ₀), on raw gradients: ordinary optimizers of the concept.
+template <class S>
+struct DcogCase {
+    using Opt = scaltra::Dcog<S>;
+    static Opt make(Index n, NonFinitePolicy p = NonFinitePolicy::raise) {
+        return Opt(n, {.lr = 0.5, .normalize_gradient = false, .on_non_finite = p});
+    }
+    static std::vector<std::pair<std::string, std::function<void()>>> bad() {
+        return {{"lr",
+                 [] {
+                     Opt(2, {.lr = 0});
+                 }},
+                {"lr", [] {
+                     Opt(2, {.meta = {.lr = -1}});
+                 }}};
+    }
+};
+
+template <class S>
+struct DcomCase {
+    using Opt = scaltra::Dcom<S>;
+    static Opt make(Index n, NonFinitePolicy p = NonFinitePolicy::raise) {
+        return Opt(n, {.lr = 0.5, .momentum = 0.5, .normalize_gradient = false, .on_non_finite = p});
+    }
+    static std::vector<std::pair<std::string, std::function<void()>>> bad() {
+        return {{"lr",
+                 [] {
+                     Opt(2, {.lr = S(NAN)});
+                 }},
+                {"momentum",
+                 [] {
+                     Opt(2, {.momentum = 1});
+                 }},
+                {"alpha", [] {
+                     Opt(2, {.meta = {.alpha = 2}});
+                 }}};
+    }
+};
+
+template <class S>
+struct DcogdCase {
+    using Opt = scaltra::Dcogd<S>;
+    static Opt make(Index n, NonFinitePolicy p = NonFinitePolicy::raise) {
+        return Opt(n, {.lr = 0.5, .normalize_gradient = false, .on_non_finite = p});
+    }
+    static std::vector<std::pair<std::string, std::function<void()>>> bad() {
+        return {{"lr",
+                 [] {
+                     Opt(2, {.lr = -1});
+                 }},
+                {"max_size",
+                 [] {
+                     Opt(2, {.max_size = 0});
+                 }},
+                {"max_size", [] {
+                     Opt(5, {.max_size = 4});
+                 }}};
+    }
+};
+
 using AllCases =
     std::tuple<SgdCase<float>, SgdCase<double>, AdamCase<float>, AdamCase<double>, AdamWCase<float>,
                AdamWCase<double>, RmsPropCase<float>, RmsPropCase<double>, AdaGradCase<float>,
                AdaGradCase<double>, ScaltraCase<float>, ScaltraCase<double>, LodoCase<float>,
                LodoCase<double>, ApoCase<float>, ApoCase<double>, ApoPCase<float>,
-               ApoPCase<double>>;
+               ApoPCase<double>, DcogCase<float>, DcogCase<double>, DcomCase<float>,
+               DcomCase<double>, DcogdCase<float>, DcogdCase<double>>;
 
 template <class State>
 std::vector<std::pair<Index, Index>> shapes(const State& state) {

@@ -7,5 +7,6 @@
 #include "autodiff/ops_elementwise.hpp"
 #include "autodiff/ops_linalg.hpp"
 #include "autodiff/ops_loss.hpp"
+#include "autodiff/ops_qp.hpp"
 #include "autodiff/ops_shape.hpp"
 #include "autodiff/tape.hpp"

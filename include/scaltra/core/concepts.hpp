@@ -18,12 +18,23 @@
 // inputs B′ (APO's function-space term):
 // `S f.discrepancy(u, w, rho, grad)` returns the mean over B′ of ρ(f(x̃; u), f(x̃; w))
 // and adds its gradient with respect to u into grad, f(x̃; w) held constant.
+//
+// MetaTask<T, S>: one task of a task distribution, for meta-training (DCO's
+// Algorithm 1): `task.train_loss(x, grad)` and `task.validation_loss(x, grad)`,
+// each an Objective's call (loss returned, gradient written), and
+// `task.initial_point()`, the fixed point every run on the task starts from.
+// SecondOrderTask<T, S> adds `task.hessian_vector_product(x, v, hv)`, hv = ∇²l(x)·v
+// of the training loss, which meta-gradients through more than one inner step
+// need. TaskSet<Ts, S>: `tasks.size()` and `tasks[i]`, a MetaTask (a std::vector
+// of tasks is one).
 #pragma once
 
 #include <concepts>
+#include <cstddef>
 #include <istream>
 #include <ostream>
 #include <string_view>
+#include <type_traits>
 
 #include "state_io.hpp"
 #include "types.hpp"
@@ -57,6 +68,27 @@ concept ModelObjective = Objective<F, S> && requires(F& f, const Eigen::Ref<cons
                                                      const Eigen::Ref<const Vec<S>>& w,
                                                      Discrepancy rho, Eigen::Ref<Vec<S>>& grad) {
     { f.discrepancy(u, w, rho, grad) } -> std::convertible_to<S>;
+};
+
+template <class T, class S>
+concept MetaTask = Real<S> && requires(T& task, const Eigen::Ref<const Vec<S>>& x,
+                                       Eigen::Ref<Vec<S>>& grad) {
+    { task.train_loss(x, grad) } -> std::convertible_to<S>;
+    { task.validation_loss(x, grad) } -> std::convertible_to<S>;
+    { task.initial_point() } -> std::convertible_to<Eigen::Ref<const Vec<S>>>;
+};
+
+template <class T, class S>
+concept SecondOrderTask = MetaTask<T, S> && requires(T& task, const Eigen::Ref<const Vec<S>>& x,
+                                                     const Eigen::Ref<const Vec<S>>& v,
+                                                     Eigen::Ref<Vec<S>>& hv) {
+    task.hessian_vector_product(x, v, hv);
+};
+
+template <class Ts, class S>
+concept TaskSet = requires(Ts& tasks, std::size_t i) {
+    { tasks.size() } -> std::convertible_to<std::size_t>;
+    requires MetaTask<std::remove_cvref_t<decltype(tasks[i])>, S>;
 };
 
 template <class O>

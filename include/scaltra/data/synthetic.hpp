@@ -38,11 +38,14 @@ struct RegressionTask {
     std::vector<S> parameters;  ///< the function's drawn parameters (R₀, K or a, b, c)
 };
 
-/// min_θ ‖Xθ − y‖² as an Objective, with its exact minimiser.
+/// min_θ ‖Xθ − y‖² as an Objective, with its exact minimiser; also a meta-training
+/// task (a SecondOrderTask, core/concepts.hpp) whose training and validation
+/// losses are both this loss, started from θ₁ = `start` (0 from the generators).
 template <Real S>
 struct LeastSquaresTask {
     Mat<S> X;
     Vec<S> y;
+    Vec<S> start;  ///< θ₁, the fixed initial point of meta-training
 
     S operator()(const Eigen::Ref<const Vec<S>>& theta, Eigen::Ref<Vec<S>> grad) const {
         scaltra::detail::require_size("least-squares θ", theta.size(), X.cols());
@@ -50,6 +53,23 @@ struct LeastSquaresTask {
         const Vec<S> residual = X * theta - y;
         grad.noalias() = S(2) * X.transpose() * residual;
         return residual.squaredNorm();
+    }
+
+    S train_loss(const Eigen::Ref<const Vec<S>>& theta, Eigen::Ref<Vec<S>> grad) const {
+        return (*this)(theta, grad);
+    }
+    S validation_loss(const Eigen::Ref<const Vec<S>>& theta, Eigen::Ref<Vec<S>> grad) const {
+        return (*this)(theta, grad);
+    }
+    const Vec<S>& initial_point() const { return start; }
+
+    /// hv = 2XᵀX·v, the loss's Hessian times v.
+    void hessian_vector_product(const Eigen::Ref<const Vec<S>>&, const Eigen::Ref<const Vec<S>>& v,
+                                Eigen::Ref<Vec<S>> hv) const {
+        scaltra::detail::require_size("least-squares direction", v.size(), X.cols());
+        scaltra::detail::require_size("least-squares Hessian-vector product", hv.size(), X.cols());
+        const Vec<S> Xv = X * v;
+        hv.noalias() = S(2) * X.transpose() * Xv;
     }
 
     /// The minimiser (XᵀX)⁻¹Xᵀy, solved in double.
@@ -66,11 +86,21 @@ template <Real S>
 LeastSquaresTask<S> least_squares_task(Rng& rng, Index rows = 100, Index cols = 100) {
     scaltra::detail::require_positive("rows", rows);
     scaltra::detail::require_positive("cols", cols);
-    LeastSquaresTask<S> task{Mat<S>(rows, cols), Vec<S>(rows)};
+    LeastSquaresTask<S> task{Mat<S>(rows, cols), Vec<S>(rows), Vec<S>::Zero(cols)};
     for (Index i = 0; i < task.X.size(); ++i)
         task.X(i) = static_cast<S>(rng.normal());
     task.y = rng.normal_vector<S>(rows);
     return task;
+}
+
+/// Theorem 1's shifted task ‖Xθ − (y + XΔ)‖², Δ ~ N(0, I): X and y shared by all
+/// tasks, the minimiser θ′ + Δ (θ′ that of ‖Xθ − y‖²), the same optimal loss.
+template <Real S>
+LeastSquaresTask<S> shifted_least_squares_task(Rng& rng, const Eigen::Ref<const Mat<S>>& X,
+                                               const Eigen::Ref<const Vec<S>>& y) {
+    scaltra::detail::require_size("shifted least-squares y", y.size(), X.rows());
+    const Vec<S> shift = rng.normal_vector<S>(X.cols());
+    return {X, y + X * shift, Vec<S>::Zero(X.cols())};
 }
 
 namespace detail {

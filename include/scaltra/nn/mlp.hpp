@@ -16,9 +16,12 @@
 #include <string>
 #include <vector>
 
+#include "../autodiff/dual.hpp"
+#include "../autodiff/hvp.hpp"
 #include "../autodiff/ops_elementwise.hpp"
 #include "../autodiff/ops_linalg.hpp"
 #include "../autodiff/ops_loss.hpp"
+#include "../autodiff/ops_shape.hpp"
 #include "../autodiff/tape.hpp"
 #include "../core/concepts.hpp"
 #include "../core/layout.hpp"
@@ -108,10 +111,7 @@ public:
     S loss_and_grad(const Eigen::Ref<const Vec<S>>& w, const Eigen::Ref<const Mat<S>>& inputs,
                     const Eigen::Ref<const Mat<S>>& targets, Eigen::Ref<Vec<S>> grad) {
         check(w, inputs, &grad);
-        if (targets.rows() != output_size() || targets.cols() != inputs.cols())
-            throw DimensionMismatch(scaltra::detail::concat("Mlp: targets are ", targets.rows(),
-                                                            "x", targets.cols(), ", the outputs ",
-                                                            output_size(), "x", inputs.cols()));
+        check_targets(inputs, targets);
         tape_.clear();
         auto loss = ad::mse(forward(w, inputs, grad.data()), tape_.constant(targets));
         tape_.backward(loss);
@@ -160,6 +160,34 @@ public:
         reference_.resize(output_size(), inputs.cols());
         predict(w, inputs, reference_);
         return discrepancy_and_grad(u, inputs, reference_, rho, grad);
+    }
+
+    /// hv = ∇²L(w)·v of the mean squared error L against targets, exact (forward
+    /// over reverse on the model's second tape, autodiff/hvp.hpp; DCO's
+    /// meta-gradients through several steps). After the first call of a batch size
+    /// nothing allocates.
+    void hessian_vector_product(const Eigen::Ref<const Vec<S>>& w,
+                                const Eigen::Ref<const Mat<S>>& inputs,
+                                const Eigen::Ref<const Mat<S>>& targets,
+                                const Eigen::Ref<const Vec<S>>& v, Eigen::Ref<Vec<S>> hv) {
+        check(w, inputs, nullptr);
+        check_targets(inputs, targets);
+        detail::require_size("Mlp direction", v.size(), layout_.size());
+        detail::require_size("Mlp Hessian-vector product", hv.size(), layout_.size());
+        using D = ad::Dual<S>;
+        dual_inputs_ = inputs.template cast<D>();
+        dual_targets_ = targets.template cast<D>();
+        hvp_gradient_.resize(layout_.size());
+        auto record = [&](const ad::Var<D>& x) {
+            ad::Tape<D>& t = x.tape();
+            auto weight = [&](const Block& b) {
+                return ad::reshape(ad::slice(x, b.offset, 0, b.size(), 1), b.rows, b.cols);
+            };
+            const ad::Var<D> out =
+                network(t.leaf(dual_inputs_.data(), inputs.rows(), inputs.cols()), weight);
+            return ad::mse(out, t.leaf(dual_targets_.data(), targets.rows(), targets.cols()));
+        };
+        ad::hessian_vector_product<S>(dual_tape_, record, w, v, hvp_gradient_, hv);
     }
 
     /// Mean softmax cross-entropy and accuracy (the fraction of examples whose
@@ -213,27 +241,39 @@ private:
                 "Mlp: inputs have ", inputs.rows(), " features, the model takes ", input_size()));
     }
 
+    void check_targets(const Eigen::Ref<const Mat<S>>& inputs,
+                       const Eigen::Ref<const Mat<S>>& targets) const {
+        if (targets.rows() != output_size() || targets.cols() != inputs.cols())
+            throw DimensionMismatch(scaltra::detail::concat("Mlp: targets are ", targets.rows(),
+                                                            "x", targets.cols(), ", the outputs ",
+                                                            output_size(), "x", inputs.cols()));
+    }
+
     /// Records the network on the tape; weights are leaves viewing w, their
     /// gradients landing in `grad` (none when grad is null).
     ad::Var<S> forward(const Eigen::Ref<const Vec<S>>& w, const Eigen::Ref<const Mat<S>>& inputs,
                        S* grad) {
-        ad::Var<S> h = inputs.outerStride() == inputs.rows()
-                           ? tape_.leaf(inputs.data(), inputs.rows(), inputs.cols())
-                           : tape_.constant(inputs);
+        const ad::Var<S> h = inputs.outerStride() == inputs.rows()
+                                 ? tape_.leaf(inputs.data(), inputs.rows(), inputs.cols())
+                                 : tape_.constant(inputs);
+        return network(h, [&](const Block& b) {
+            return tape_.leaf(w.data() + b.offset, b.rows, b.cols, grad ? grad + b.offset : nullptr);
+        });
+    }
+
+    /// The layers on input h, on any tape; weight(block) gives a parameter block's node.
+    template <class T, class Weight>
+    ad::Var<T> network(ad::Var<T> h, Weight&& weight) const {
         for (std::size_t l = 0; l < layers(); ++l) {
-            const Block& W = layout_[2 * l];
-            const Block& b = layout_[2 * l + 1];
-            auto Wv =
-                tape_.leaf(w.data() + W.offset, W.rows, W.cols, grad ? grad + W.offset : nullptr);
-            auto bv = tape_.leaf(w.data() + b.offset, b.rows, 1, grad ? grad + b.offset : nullptr);
-            h = ad::matmul(Wv, h) + bv;
+            h = ad::matmul(weight(layout_[2 * l]), h) + weight(layout_[2 * l + 1]);
             if (l + 1 < layers())
                 h = activate(h);
         }
         return h;
     }
 
-    ad::Var<S> activate(const ad::Var<S>& x) const {
+    template <class T>
+    ad::Var<T> activate(const ad::Var<T>& x) const {
         switch (activation_) {
             case Activation::relu:
                 return ad::relu(x);
@@ -251,6 +291,9 @@ private:
     Layout layout_;
     ad::Tape<S> tape_;
     Mat<S> reference_;  // output_discrepancy's f(inputs; w)
+    ad::Tape<ad::Dual<S>> dual_tape_;  // hessian_vector_product's
+    Mat<ad::Dual<S>> dual_inputs_, dual_targets_;
+    Vec<S> hvp_gradient_;
 };
 
 /// A minibatch objective of an Mlp that is also a ModelObjective (APO's

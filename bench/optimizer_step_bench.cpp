@@ -6,6 +6,12 @@
 // moments of b read and written, g read). The finiteness check of g is a further
 // read that is not counted.
 //
+// DCO (frozen φ): DCOG reads x, g and its rates 1/Λ² and writes x (4 streams),
+// DCOM also reads M and reads and writes S (7); normalised gradients add a read
+// of g for its norm (5 and 8). DCOGD's step is a p×p matrix-vector product (p²
+// floats read). BM_MetaTrain is Algorithm 1 itself: 20 meta-epochs over 100
+// least-squares tasks (X 100×100), T = 1, one thread, the 1 s aim.
+//
 // LODO moves its meta-state, not n-vectors: with M = N·h·k meta-parameters its
 // step (fused) reads θ four times (the hypergradient's forward and backward
 // passes, the move's forward and backward passes), writes it once, reads and writes
@@ -20,7 +26,9 @@
 #include <vector>
 
 #include <scaltra/core/rng.hpp>
+#include <scaltra/data/synthetic.hpp>
 #include <scaltra/optim.hpp>
+#include <scaltra/train/meta_train.hpp>
 
 #include <benchmark/benchmark.h>
 
@@ -89,6 +97,47 @@ void BM_ScaltraRank4(benchmark::State& state) {
     run_steps(state, scaltra::Scaltra<S>(state.range(0), {.rank = 4}), 29);
 }
 
+void BM_Dcog(benchmark::State& state) {
+    run_steps(state, scaltra::Dcog<S>(state.range(0), {.normalize_gradient = false}), 4);
+}
+void BM_DcogNormalized(benchmark::State& state) {
+    run_steps(state, scaltra::Dcog<S>(state.range(0)), 5);
+}
+void BM_Dcom(benchmark::State& state) {
+    run_steps(state, scaltra::Dcom<S>(state.range(0), {.normalize_gradient = false}), 7);
+}
+void BM_DcomNormalized(benchmark::State& state) {
+    run_steps(state, scaltra::Dcom<S>(state.range(0)), 8);
+}
+void BM_Dcogd(benchmark::State& state) {
+    const Index p = state.range(0);
+    run_steps(state, scaltra::Dcogd<S>(p, {.normalize_gradient = false}), 0);
+    state.SetBytesProcessed(state.iterations() * p * p * static_cast<Index>(sizeof(S)));
+}
+
+template <class Opt>
+void run_meta_train(benchmark::State& state) {
+    using T = typename Opt::Scalar;
+    scaltra::Rng rng(1);
+    std::vector<scaltra::data::LeastSquaresTask<T>> tasks;
+    for (Index i = 0; i < state.range(0); ++i)
+        tasks.push_back(scaltra::data::least_squares_task<T>(rng));
+    for (auto _ : state) {
+        Opt opt(100, {.lr = T(0.1)});
+        const auto result = scaltra::meta_train(opt, tasks, {.epochs = 20, .threads = 1});
+        benchmark::DoNotOptimize(result.loss);
+    }
+}
+void BM_MetaTrainDcog(benchmark::State& state) {
+    run_meta_train<scaltra::Dcog<S>>(state);
+}
+void BM_MetaTrainDcogDouble(benchmark::State& state) {
+    run_meta_train<scaltra::Dcog<double>>(state);
+}
+void BM_MetaTrainDcogd(benchmark::State& state) {
+    run_meta_train<scaltra::Dcogd<S>>(state);
+}
+
 // One of LODO's permutation passes, out[t] = u[perm[t]] over a hidden vector of
 // h floats (h = 2e5 and 2e6 are n = 1e5 and 1e6): the random access the bench
 // above pays 4·N times per step. items_per_second is elements gathered.
@@ -137,8 +186,16 @@ BENCHMARK(BM_RmsProp) SCALTRA_SIZES;
 BENCHMARK(BM_AdaGrad) SCALTRA_SIZES;
 BENCHMARK(BM_Scaltra) SCALTRA_SIZES;
 BENCHMARK(BM_ScaltraRank4) SCALTRA_SIZES;
+BENCHMARK(BM_Dcog) SCALTRA_SIZES;
+BENCHMARK(BM_DcogNormalized) SCALTRA_SIZES;
+BENCHMARK(BM_Dcom) SCALTRA_SIZES;
+BENCHMARK(BM_DcomNormalized) SCALTRA_SIZES;
 #undef SCALTRA_SIZES
 BENCHMARK(BM_Adam)->Arg(100'000)->UseRealTime();
+BENCHMARK(BM_Dcogd)->Arg(100)->Arg(1000)->UseRealTime();
+BENCHMARK(BM_MetaTrainDcog)->Arg(100)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_MetaTrainDcogDouble)->Arg(100)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_MetaTrainDcogd)->Arg(100)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_PermutedGather)->Arg(200'000)->Arg(2'000'000)->UseRealTime();
 BENCHMARK(BM_Lodo)->Arg(100'000)->Arg(1'000'000)->UseRealTime()->Unit(benchmark::kMillisecond);
 

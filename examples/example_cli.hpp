@@ -1,5 +1,6 @@
 // Command-line and output helpers shared by the example programs: numbers from
-// flags, output files, and the message for a plot gnuplot did not write.
+// flags, output files, the message for a plot gnuplot did not write, and the
+// mean ± std of a set of runs.
 #pragma once
 
 #include <cerrno>
@@ -7,6 +8,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <vector>
 
 namespace examples {
 
@@ -39,6 +41,21 @@ inline void report_plot_failure(const char* program, const std::string& path) {
     std::fprintf(stderr,
                  "%s: gnuplot failed to write %s (is it installed? apt-get install gnuplot-nox)\n",
                  program, path.c_str());
+}
+
+/// Mean and sample standard deviation over runs (0 for one run).
+struct Stat {
+    double mean, std;
+};
+inline Stat stat(const std::vector<double>& v) {
+    double mean = 0;
+    for (double x : v)
+        mean += x;
+    mean /= static_cast<double>(v.size());
+    double var = 0;
+    for (double x : v)
+        var += (x - mean) * (x - mean);
+    return {mean, v.size() > 1 ? std::sqrt(var / static_cast<double>(v.size() - 1)) : 0.0};
 }
 
 }  // namespace examples

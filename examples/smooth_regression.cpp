@@ -31,6 +31,8 @@ namespace {
 using S = double;
 using scaltra::Mat;
 using scaltra::Vec;
+using examples::Stat;
+using examples::stat;
 
 struct Entry {
     const char* name;
@@ -98,21 +100,6 @@ Curve train_named(const std::string& name, double lr, Problem& p, int steps) {
     if (name == "apo-adam")
         return train(scaltra::Apo<S, scaltra::Adam<S>>(layout, {.base = {.lr = lr}}), p, steps);
     return train(scaltra::AdaGrad<S>(layout, {.lr = lr}), p, steps);
-}
-
-/// Mean and standard deviation over runs (NaN over none).
-struct Stat {
-    S mean, std;
-};
-Stat stat(const std::vector<S>& v) {
-    S mean = 0;
-    for (S x : v)
-        mean += x;
-    mean /= static_cast<S>(v.size());
-    S var = 0;
-    for (S x : v)
-        var += (x - mean) * (x - mean);
-    return {mean, v.size() > 1 ? std::sqrt(var / static_cast<S>(v.size() - 1)) : S(0)};
 }
 
 /// A run diverged when it stopped being finite or ended above where it started.

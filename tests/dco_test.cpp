@@ -194,6 +194,25 @@ TEMPLATE_TEST_CASE("D1: DCOG, DCOGD and DCOM at their start are GD and EMA momen
     }
 }
 
+TEST_CASE("the README's rule of your own: its gradient in φ equals central differences",
+          "[dco][autodiff]") {
+    scaltra::Rng rng(6);
+    const Vec<double> g = rng.normal_vector<double>(5), x = rng.normal_vector<double>(5),
+                      target = rng.normal_vector<double>(5);
+    // Λ² = softplus(φ₁) + softplus(φ₂)|G|, θ⁺ = argmin Gᵀθ + ½‖Λ⊙(θ − x)‖², ℓ = ‖θ⁺ − target‖².
+    auto rule = [&](auto phi) {
+        using T = typename std::remove_cvref_t<decltype(phi[0])>::Scalar;
+        auto& t = phi[0].tape();
+        const auto G = t.constant(g.cast<T>()), theta = t.constant(x.cast<T>());
+        const auto lambda2 = ad::softplus(phi[0])
+                             + ad::mul(ad::softplus(phi[1]), t.constant(g.cwiseAbs().cast<T>()));
+        const auto next = ad::qp_solve_diagonal(lambda2, G - ad::mul(lambda2, theta));
+        return ad::squared_norm(next - t.constant(target.cast<T>()));
+    };
+    CHECK(ad::gradient_error<double>(rule, {rng.normal_vector<double>(5),
+                                            rng.normal_vector<double>(5)}) < 1e-6);
+}
+
 TEST_CASE("D2: each closed-form step is the QP layer's minimiser", "[dco]") {
     scaltra::Rng rng(8);
     constexpr Index n = 5;

@@ -11,7 +11,11 @@
 //             [--inner-steps T] [--normalize on|off] [--init tuned|paper]
 //             [--momentum B] [--activation tanh|relu|sigmoid] [--noise S]
 //             [--x-range A,B] [--rows R] [--cols C] [--seed N] [--csv FILE]
-//             [--plot FILE.png]
+//             [--plot FILE.png] [--progress] [--meta-csv PREFIX]
+//
+// --progress draws meta_train's progress bar over the meta-epochs (stderr);
+// --meta-csv writes each meta-training's meta-loss per meta-step to
+// PREFIX<optimizer>.csv (CsvLogger).
 //
 // Where the paper is silent (each a flag): the networks use tanh; 100
 // meta-training tasks for every experiment; 100 evaluation tasks (10 for smooth
@@ -29,7 +33,9 @@
 #include <cstdio>
 #include <deque>
 #include <functional>
+#include <iostream>
 #include <limits>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -56,7 +62,39 @@ struct Settings {
     scaltra::nn::Activation activation = scaltra::nn::Activation::tanh;
     Index rows = 40, cols = 10;
     std::uint64_t seed = 1;
-    std::string csv, png;
+    std::string csv, png, meta_csv;
+    bool progress = false;
+};
+
+/// meta_train's callbacks as asked for: a progress bar and a CSV log, each optional.
+struct MetaLog {
+    std::optional<scaltra::ProgressBar> bar;
+    std::optional<scaltra::CsvLogger> csv;
+
+    template <class Opt>
+    void on_begin(const Opt& o, const scaltra::Progress<double>& p,
+                  const Eigen::Ref<const scaltra::Vec<double>>& x) {
+        if (bar)
+            bar->on_begin(o, p, x);
+        if (csv)
+            csv->on_begin(o, p, x);
+    }
+    template <class Opt>
+    void on_step(const Opt& o, const scaltra::Progress<double>& p,
+                 const Eigen::Ref<const scaltra::Vec<double>>& x) {
+        if (bar)
+            bar->on_step(o, p, x);
+        if (csv)
+            csv->on_step(o, p, x);
+    }
+    template <class Opt>
+    void on_end(const Opt& o, const scaltra::Progress<double>& p,
+                const Eigen::Ref<const scaltra::Vec<double>>& x) {
+        if (bar)
+            bar->on_end(o, p, x);
+        if (csv)
+            csv->on_end(o, p, x);
+    }
 };
 
 /// The validation loss at θ₀ … θ_K of K steps of opt on a task (NaN from a
@@ -251,7 +289,13 @@ int compare(Tasks& train, Tasks& eval, const scaltra::Layout& layout, const Sett
                            return untrained(eta0);
                        })});
     auto learned = [&](const std::string& name, auto opt, int T) {
-        const auto r = scaltra::meta_train(opt, train, {.epochs = s.epochs, .inner_steps = T});
+        MetaLog log;
+        if (s.progress)
+            log.bar.emplace(std::cerr);
+        if (!s.meta_csv.empty())
+            log.csv.emplace(s.meta_csv + name + "-T" + std::to_string(T) + ".csv");
+        const auto r =
+            scaltra::meta_train(opt, train, {.epochs = s.epochs, .inner_steps = T}, log);
         results.push_back({Kind::learned, name + "-T" + std::to_string(T), eta0, curves(eval, K, [&] {
                                auto copy = opt;
                                copy.restart();
@@ -377,7 +421,8 @@ int theorem1(const Settings& s) {
                  "theorem1] [--meta-tasks N] [--eval-tasks N] [--steps K] [--epochs M] "
                  "[--inner-steps T] [--normalize on|off] [--init tuned|paper] [--momentum B] "
                  "[--activation tanh|relu|sigmoid] [--noise S] [--x-range A,B] [--rows R] "
-                 "[--cols C] [--seed N] [--csv FILE] [--plot FILE.png]\n");
+                 "[--cols C] [--seed N] [--csv FILE] [--plot FILE.png] [--progress] "
+                 "[--meta-csv PREFIX]\n");
     std::exit(2);
 }
 
@@ -397,6 +442,10 @@ int main(int argc, char** argv) {
     };
     for (int i = 1; i < argc; ++i) {
         const std::string flag = argv[i];
+        if (flag == "--progress") {
+            s.progress = true;
+            continue;
+        }
         if (i + 1 >= argc)
             usage();
         const char* v = argv[++i];
@@ -449,6 +498,8 @@ int main(int argc, char** argv) {
             s.csv = v;
         } else if (flag == "--plot") {
             s.png = v;
+        } else if (flag == "--meta-csv") {
+            s.meta_csv = v;
         } else {
             usage();
         }

@@ -107,7 +107,6 @@ MinimizeResult<typename Opt::Scalar> meta_train(Opt& opt, Tasks& tasks,
                                                 const MetaTrainOptions& options,
                                                 Callbacks&&... callbacks) {
     using S = typename Opt::Scalar;
-    using Task = std::remove_cvref_t<decltype(tasks[0])>;
     using X = Eigen::Ref<const Vec<S>>;
     static_assert((detail::valid_callback<std::remove_reference_t<Callbacks>, Opt, S> && ...),
                   "a callback passed to meta_train has no hook, or a hook the driver cannot call "
@@ -128,12 +127,8 @@ MinimizeResult<typename Opt::Scalar> meta_train(Opt& opt, Tasks& tasks,
             throw DimensionMismatch(detail::concat("meta_train: task ", i, " has ", start.size(),
                                                    " parameters, the optimizer ", p));
     }
-    if constexpr (!SecondOrderTask<Task, S>)
-        if (options.inner_steps > 1)
-            throw InvalidArgument(detail::concat(
-                "Invalid inner_steps: ", options.inner_steps,
-                " inner steps need the tasks' hessian_vector_product(x, v, hv) (a "
-                "SecondOrderTask); tasks without one are meta-trained at inner_steps = 1"));
+    // More than one inner step on tasks without Hessian-vector products: the
+    // optimizer's meta_gradient refuses it, before any meta-step.
 #ifdef _OPENMP
     const int threads = options.threads > 0 ? options.threads : omp_get_max_threads();
 #else

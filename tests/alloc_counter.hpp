@@ -1,8 +1,8 @@
-// The counters of the allocation tests (alloc_test.cpp, alloc_learned_test.cpp),
-// included first, before anything includes Eigen. Eigen's own allocations (which
-// use malloc) are caught by Eigen's EIGEN_RUNTIME_NO_MALLOC check, routed through a
-// counting eigen_assert while a window is open; alloc_test.cpp also replaces
-// global operator new with a counting one.
+// The counters of the allocation tests (alloc_test.cpp, alloc_learned_test.cpp,
+// alloc_meta_test.cpp), included first, before anything includes Eigen. Eigen's
+// own allocations (which use malloc) are caught by Eigen's EIGEN_RUNTIME_NO_MALLOC
+// check, routed through a counting eigen_assert while a window is open;
+// alloc_test.cpp also replaces global operator new with a counting one.
 #pragma once
 
 #include <atomic>

@@ -1,7 +1,7 @@
 // No step allocates after warm-up: the classic optimizers, the tape, the MLP and
-// the minibatches (the learned optimizers: alloc_learned_test.cpp). Global
-// operator new is replaced here by a counting one; alloc_counter.hpp counts
-// Eigen's own allocations.
+// the minibatches (the learned optimizers: alloc_learned_test.cpp and
+// alloc_meta_test.cpp). Global operator new is replaced here by a counting one;
+// alloc_counter.hpp counts Eigen's own allocations.
 #include "alloc_counter.hpp"
 
 #include <new>

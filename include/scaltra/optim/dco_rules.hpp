@@ -92,6 +92,22 @@ struct DenseTaskGradient {
     Vec<S> h;
 };
 
+/// DCOG's and DCOM's per-weight rates r = 1/Λ² = η₀e^{−2φ} from φ's log-Λ block
+/// (Λ = Λ₀e^φ cannot reach 0); false when they are not finite.
+template <Real S, class Derived>
+bool refresh_rates(Vec<S>& rate, S eta0, const Eigen::MatrixBase<Derived>& log_lambda) {
+    rate = eta0 * (S(-2) * log_lambda.array()).exp();
+    return all_finite(rate);
+}
+
+/// The summary of learned rates both diagonal rules report.
+template <Real S, class F>
+void report_rates(const Vec<S>& rate, F& f) {
+    f("lr_mean", static_cast<double>(rate.mean()));
+    f("lr_min", static_cast<double>(rate.minCoeff()));
+    f("lr_max", static_cast<double>(rate.maxCoeff()));
+}
+
 /// DCOG: θ⁺ = θ − r⊙G, r = η₀e^{−2φ}.
 template <Real S, class MetaOptions>
 class DcogRule {
@@ -110,10 +126,7 @@ public:
     Vec<S> initial_phi() const { return Vec<S>::Zero(rate_.size()); }
 
     /// r from φ; false when it is not finite.
-    bool refresh(const Vec<S>& phi) {
-        rate_ = eta0_ * (S(-2) * phi.array()).exp();
-        return all_finite(rate_);
-    }
+    bool refresh(const Vec<S>& phi) { return refresh_rates(rate_, eta0_, phi); }
 
     /// x ← x − r⊙G with G = c·g.
     void advance(const Vec<S>&, std::int64_t, S c, const Eigen::Ref<const Vec<S>>& g,
@@ -138,9 +151,7 @@ public:
 
     template <class F>
     void for_each_learned(const Vec<S>&, F&& f) const {
-        f("lr_mean", static_cast<double>(rate_.mean()));
-        f("lr_min", static_cast<double>(rate_.minCoeff()));
-        f("lr_max", static_cast<double>(rate_.maxCoeff()));
+        report_rates(rate_, f);
     }
 
 private:
@@ -173,10 +184,7 @@ public:
         return phi;
     }
 
-    bool refresh(const Vec<S>& phi) {
-        rate_ = eta0_ * (S(-2) * phi.head(n_).array()).exp();
-        return all_finite(rate_);
-    }
+    bool refresh(const Vec<S>& phi) { return refresh_rates(rate_, eta0_, phi.head(n_)); }
 
     void advance(const Vec<S>& phi, std::int64_t k, S c, const Eigen::Ref<const Vec<S>>& g,
                  Eigen::Ref<Vec<S>> s, Eigen::Ref<Vec<S>> x) const {
@@ -217,9 +225,7 @@ public:
 
     template <class F>
     void for_each_learned(const Vec<S>& phi, F&& f) const {
-        f("lr_mean", static_cast<double>(rate_.mean()));
-        f("lr_min", static_cast<double>(rate_.minCoeff()));
-        f("lr_max", static_cast<double>(rate_.maxCoeff()));
+        report_rates(rate_, f);
         f("m_mean", static_cast<double>(phi.tail(n_).mean()));
     }
 

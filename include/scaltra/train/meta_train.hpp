@@ -231,13 +231,7 @@ MinimizeResult<typename Opt::Scalar> meta_train(Opt& opt, Tasks& tasks,
     progress.gradient_norm = g_total.norm();
     progress.elapsed_seconds = elapsed();
     ((detail::invoke_hook<detail::on_end_hook>(callbacks, opt, seen, phi())), ...);
-    return {progress.loss,
-            progress.gradient_norm,
-            progress.iteration,
-            progress.objective_calls,
-            progress.skipped_steps,
-            status,
-            progress.elapsed_seconds};
+    return MinimizeResult<S>::of(progress, status, progress.elapsed_seconds);
 }
 
 }  // namespace scaltra

@@ -132,13 +132,7 @@ MinimizeResult<typename Opt::Scalar> minimize(Opt& opt, F&& f,
             status = Status::non_finite;
     }
     ((detail::invoke_hook<detail::on_end_hook>(callbacks, opt, seen, x_view)), ...);
-    return {progress.loss,
-            progress.gradient_norm,
-            progress.iteration,
-            progress.objective_calls,
-            progress.skipped_steps,
-            status,
-            elapsed()};
+    return MinimizeResult<S>::of(progress, status, elapsed());
 }
 
 /// minimize with the default MinimizeOptions.

@@ -135,6 +135,17 @@ struct MinimizeResult {
     std::int64_t skipped_steps;
     Status status;
     double elapsed_seconds;
+
+    /// The result of a run that ended with `progress` (at the final x) and `status`.
+    static MinimizeResult of(const Progress<S>& progress, Status status, double seconds) {
+        return {progress.loss,
+                progress.gradient_norm,
+                progress.iteration,
+                progress.objective_calls,
+                progress.skipped_steps,
+                status,
+                seconds};
+    }
 };
 
 }  // namespace scaltra

@@ -252,7 +252,8 @@ TEMPLATE_TEST_CASE("losses", "[autodiff]", float, double) {
           == Approx(0).margin(1e-12));
 }
 
-TEST_CASE("leaves can view a flat parameter vector; gradients land in its layout", "[autodiff]") {
+TEST_CASE("leaves can view a flat parameter vector, and gradients land in its layout",
+          "[autodiff]") {
     scaltra::Layout layout;
     layout.add("W", 3, 2).add("b", 3);
     scaltra::Rng rng(7);

@@ -448,8 +448,9 @@ TEST_CASE("meta_train refuses bad input and keeps what was learned", "[dco]") {
     }
 }
 
-TEST_CASE("DCO's learned state saves, loads and resumes; restart keeps it; DCOGD's size "
-          "limit", "[dco]") {
+TEST_CASE("DCO's learned state saves, loads and resumes, restart keeps it, and DCOGD's size "
+          "is limited",
+          "[dco]") {
     auto ls = small_least_squares(4);
     scaltra::Dcom<float> a(6, {.lr = 0.01f});
     std::vector<scaltra::data::LeastSquaresTask<float>> tasks;

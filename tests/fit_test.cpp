@@ -190,7 +190,7 @@ TEST_CASE("fit reports epochs through the progress bar and the epoch CSV logger"
     CHECK(count_lines(steps.str()) == 1 + 12);
 }
 
-TEST_CASE("a checkpoint resumes fit bit-identically; bad checkpoints change nothing", "[fit]") {
+TEST_CASE("a checkpoint resumes fit bit-identically, and bad checkpoints change nothing", "[fit]") {
     const Set train = blobs(300, 1);
     const scaltra::FitOptions<float> options{.epochs = 4, .batch_size = 32, .seed = 6};
     scaltra::nn::Mlp<float> model({10, 16, 3}, scaltra::nn::Tanh{}, 3);

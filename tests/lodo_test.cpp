@@ -105,7 +105,8 @@ TEST_CASE("L5: LODO's hypergradient equals central differences", "[lodo]") {
     }
 }
 
-TEST_CASE("LODO: save and load mid-run continue bit-identically; other permutations are refused",
+TEST_CASE("LODO: save and load mid-run continue bit-identically, and other permutations "
+          "are refused",
           "[lodo]") {
     const scaltra::problems::Rosenbrock<double> f(6);
     const scaltra::LodoOptions<double> options{.alpha0 = 1e-3, .layers = 4};

@@ -198,7 +198,8 @@ bool plot(const std::vector<Result>& results, int steps, const std::string& titl
                     at.push_back(c[static_cast<std::size_t>(t)]);
             if (at.empty())
                 continue;
-            const auto s = examples::stat(at);  // the band is floored at mean/10 on the log axis
+            // The band is floored at mean/10 on the log axis.
+            const auto s = examples::summarize(at);
             std::fprintf(gp, "%d %g %g %g\n", t, s.mean, std::max(s.mean - s.std, s.mean / 10),
                          s.mean + s.std);
         }
@@ -236,7 +237,7 @@ bool write_csv(const std::vector<Result>& results, int steps, const std::string&
             for (const auto& c : r.runs)
                 if (finite(c))
                     at.push_back(c[static_cast<std::size_t>(t)]);
-            const auto s = at.empty() ? examples::Stat{NAN, NAN} : examples::stat(at);
+            const auto s = at.empty() ? examples::Stat{NAN, NAN} : examples::summarize(at);
             std::fprintf(out, ",%.9g,%.9g", s.mean, s.std);
         }
         std::fprintf(out, "\n");
@@ -257,7 +258,7 @@ void print_row(const Result& r, int steps) {
         std::printf("%-10s %9.3g %25s %25s %9d\n", r.name.c_str(), r.lr, "-", "-", diverged);
         return;
     }
-    const auto a = examples::stat(scores), b = examples::stat(finals);
+    const auto a = examples::summarize(scores), b = examples::summarize(finals);
     std::printf("%-10s %9.3g    %10.4e ± %9.3e    %10.4e ± %9.3e %9d", r.name.c_str(), r.lr,
                 a.mean, a.std, b.mean, b.std, diverged);
     if (r.meta_seconds > 0)
@@ -409,7 +410,7 @@ int theorem1(const Settings& s) {
         opt.step(theta, t);
         gaps.push_back(t(theta, g) - t(t.solution(), g));
     }
-    const auto gap = examples::stat(gaps);
+    const auto gap = examples::summarize(gaps);
     std::printf("one step on %zu new tasks: loss - optimum = %.3e ± %.3e (max %.3e)\n",
                 fresh.size(), gap.mean, gap.std, *std::max_element(gaps.begin(), gaps.end()));
     return 0;

@@ -47,7 +47,7 @@ inline void report_plot_failure(const char* program, const std::string& path) {
 struct Stat {
     double mean, std;
 };
-inline Stat stat(const std::vector<double>& v) {
+inline Stat summarize(const std::vector<double>& v) {
     double mean = 0;
     for (double x : v)
         mean += x;

@@ -32,7 +32,7 @@ using S = double;
 using scaltra::Mat;
 using scaltra::Vec;
 using examples::Stat;
-using examples::stat;
+using examples::summarize;
 
 struct Entry {
     const char* name;
@@ -132,7 +132,7 @@ void tune(int steps) {
             if (any_diverged)
                 std::printf(" %10s", "div");
             else
-                std::printf(" %10.3e", stat(finals).mean);
+                std::printf(" %10.3e", summarize(finals).mean);
             std::fflush(stdout);
         }
         std::printf("\n");
@@ -231,7 +231,7 @@ int main(int argc, char** argv) {
     std::vector<std::vector<Stat>> curves(n);
     for (std::size_t o = 0; o < n; ++o)
         for (const auto& at_step : losses[o])
-            curves[o].push_back(stat(at_step));
+            curves[o].push_back(summarize(at_step));
 
     std::printf(
         "smooth interpolation, MLP 1-32-32-1 tanh, full batch (500 points), %d seeds, "
@@ -252,7 +252,7 @@ int main(int argc, char** argv) {
             const Stat& s = curves[o][static_cast<std::size_t>(t - 1)];
             std::printf("  %9.3e ± %8.2e", s.mean, s.std);
         }
-        const Stat v = stat(validation[o]);
+        const Stat v = summarize(validation[o]);
         std::printf("  %9.3e ± %8.2e %9d\n", v.mean, v.std, diverged_runs[o]);
     }
 

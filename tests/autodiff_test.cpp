@@ -335,7 +335,8 @@ TEST_CASE("mark and rewind: an inner recording leaves the outer one intact", "[a
     CHECK_THROWS_AS(x.value(), scaltra::InvalidArgument);
 }
 
-TEMPLATE_TEST_CASE("large products (the packed-GEMM path) match Eigen's, forward and backward",
+TEMPLATE_TEST_CASE("large products (the packed-GEMM path) match Eigen's, forward and backward, "
+                   "on 1 and 2 threads",
                    "[autodiff]", float, double) {
     using S = TestType;
     scaltra::Rng rng(9);

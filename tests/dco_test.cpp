@@ -9,6 +9,7 @@
 #include <span>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <scaltra/autodiff.hpp>
@@ -30,15 +31,12 @@ using scaltra::Vec;
 
 namespace {
 
-/// φ replaced in opt's state, through save and load (the meta-optimizer's state kept).
+/// φ replaced in opt's state (the meta-optimizer's state kept).
 template <class Opt>
 void set_phi(Opt& opt, const Vec<typename Opt::Scalar>& phi) {
     auto state = opt.state();
     state.phi = phi;
-    std::stringstream s;
-    scaltra::save_state<typename Opt::Scalar>(s, opt.name(), state);
-    opt.meta_optimizer()->save(s);
-    opt.load(s);
+    opt.set_state(std::move(state));
 }
 
 /// The largest |closed form − central difference| / max(1, |fd|) of the meta-loss

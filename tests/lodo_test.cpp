@@ -1,4 +1,5 @@
 // optim/lodo.hpp: the checks L1, L2, L4 and L5 of ALGORITHMS.md, and save/load.
+#include <cstdint>
 #include <sstream>
 #include <type_traits>
 
@@ -105,8 +106,7 @@ TEST_CASE("L5: LODO's hypergradient equals central differences", "[lodo]") {
     }
 }
 
-TEST_CASE("LODO: save and load mid-run continue bit-identically, and other permutations "
-          "are refused",
+TEST_CASE("LODO: save and load mid-run continue bit-identically, the permutations included",
           "[lodo]") {
     const scaltra::problems::Rosenbrock<double> f(6);
     const scaltra::LodoOptions<double> options{.alpha0 = 1e-3, .layers = 4};
@@ -117,12 +117,95 @@ TEST_CASE("LODO: save and load mid-run continue bit-identically, and other permu
     testing::check_resumes_bit_identically(a, b, f, xa, 10);
     CHECK(a.state().phi != scaltra::Lodo<double>(6, options).state().phi);  // θ was learned
 
+    // An optimizer built with another seed takes the saved permutations with the
+    // state, and continues as the one that saved it.
     scaltra::Lodo<double> other(6, {.alpha0 = 1e-3, .layers = 4, .seed = 1});
+    CHECK(other.state().perms != a.state().perms);
     std::stringstream again;
     a.save(again);
-    const auto before = other.state();
-    CHECK_THROWS_WITH(other.load(again), Catch::Contains("other permutations"));
-    CHECK(scaltra::bitwise_equal(other.state(), before));
+    other.load(again);
+    Vec<double> xo = xa;
+    for (int t = 0; t < 5; ++t) {
+        a.step(xa, f);
+        other.step(xo, f);
+    }
+    CHECK(xo == xa);
+    CHECK(scaltra::bitwise_equal(other.state(), a.state()));
+}
+
+namespace {
+
+/// G(θ) = α₀ EᵀAᵀA E formed densely from the state's blocks and permutations:
+/// L_i = blockdiag(W_i)ᵀ P_i, (P_i)_{t, perms(t, i)} = 1.
+Mat<double> dense_G(const scaltra::LodoState<double>& state, Index n, Index k, double alpha0) {
+    const Index h = state.perms.rows(), layers = state.perms.cols();
+    Mat<double> A = Mat<double>::Identity(h, h).leftCols(n);  // E
+    for (Index i = 0; i < layers; ++i) {
+        Mat<double> P = Mat<double>::Zero(h, h), B = Mat<double>::Zero(h, h);
+        for (Index t = 0; t < h; ++t)
+            P(t, state.perms(t, i)) = 1;
+        const auto W = state.phi.segment(i * k * h, k * h).reshaped(k, h);
+        for (Index j = 0; j < h; j += k)
+            B.block(j, j, k, k) = W.middleCols(j, k);
+        A = B.transpose() * P * A;
+    }
+    return alpha0 * A.transpose() * A;
+}
+
+}  // namespace
+
+TEST_CASE("LODO's permutations are read and set with the state, and checked", "[lodo]") {
+    const Index n = 5, k = 2;
+    scaltra::Lodo<double> opt(n, {.alpha0 = 0.3, .layers = 3, .block = k, .beta = 0.5});
+    auto state = opt.state();
+    const Index h = opt.rule().hidden_width();
+    REQUIRE(state.perms.rows() == h);
+    REQUIRE(state.perms.cols() == 3);
+
+    // A permutation of the user's (reversal, rotations) and random blocks: the
+    // first move is −G(θ)(1 − β)g with G formed densely from them.
+    scaltra::Rng rng(8);
+    for (Index t = 0; t < h; ++t) {
+        state.perms(t, 0) = static_cast<std::int32_t>(h - 1 - t);
+        state.perms(t, 1) = static_cast<std::int32_t>((t + 3) % h);
+        state.perms(t, 2) = static_cast<std::int32_t>((t + 5) % h);
+    }
+    state.phi = rng.normal_vector<double>(state.phi.size());
+    opt.set_state(state);
+    CHECK(opt.state().perms == state.perms);
+    const Vec<double> x0 = rng.normal_vector<double>(n), g = rng.normal_vector<double>(n);
+    Vec<double> x = x0;
+    opt.update(x, g);
+    const Vec<double> expected = x0 - dense_G(state, n, k, 0.3) * (0.5 * g);
+    CHECK((x - expected).norm() <= 1e-12 * expected.norm());
+    // The tape path reads the same permutations, also after it has recorded with
+    // the seed's.
+    scaltra::Lodo<double> taped(n, {.alpha0 = 0.3, .layers = 3, .block = k, .beta = 0.5,
+                                    .hypergradient = scaltra::Hypergradient::tape});
+    Vec<double> y = x0;
+    taped.update(y, g);
+    taped.set_state(state);
+    y = x0;
+    taped.update(y, g);
+    CHECK((y - expected).norm() <= 1e-12 * expected.norm());
+
+    // A column that is not a permutation is refused, the state kept.
+    const auto before = opt.state();
+    auto repeated = before;
+    repeated.perms(1, 2) = repeated.perms(0, 2);
+    CHECK_THROWS_WITH(opt.set_state(repeated), Catch::Contains("column 2 is not a permutation"));
+    auto out_of_range = before;
+    out_of_range.perms(0, 0) = static_cast<std::int32_t>(h);
+    CHECK_THROWS_AS(opt.set_state(out_of_range), scaltra::CorruptState);
+    std::stringstream saved;
+    scaltra::save_state<double>(saved, opt.name(), repeated);
+    opt.meta_optimizer()->save(saved);
+    CHECK_THROWS_WITH(opt.load(saved), Catch::Contains("perms"));
+    CHECK(scaltra::bitwise_equal(opt.state(), before));
+
+    // reset() goes back to the seed's permutations.
+    opt.reset();
+    CHECK(opt.state().perms == scaltra::Lodo<double>(n, {.layers = 3, .block = k}).state().perms);
 }
 
 TEMPLATE_TEST_CASE("LODO's closed form (move and hypergradient) equals its tape recording",

@@ -1,408 +1,32 @@
 // One conformance suite run over every optimizer, in float and double (the
 // torch.optim / optax practice): shapes stable, save/load continues bit-identically,
 // determinism, convergence, validation, and untouched state on bad input.
-#include <functional>
 #include <limits>
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
 #include <scaltra/optim.hpp>
 #include <scaltra/problems.hpp>
 
+#include "optimizer_cases.hpp"
 #include "resume_check.hpp"
 #include <catch2/catch.hpp>
 
 using scaltra::Index;
 using scaltra::NonFinitePolicy;
 using scaltra::Vec;
+using testing::AllCases;
 
 namespace {
 
-// Each optimizer configuration under test: how to build it (with a tuned learning
-// rate for the convergence checks) and which settings must be rejected.
-template <class S>
-struct SgdCase {
-    using Opt = scaltra::Sgd<S>;
-    static Opt make(Index n, NonFinitePolicy p = NonFinitePolicy::raise) {
-        return Opt(n, {.lr = 0.2, .momentum = 0.5, .nesterov = true, .on_non_finite = p});
-    }
-    static std::vector<std::pair<std::string, std::function<void()>>> bad() {
-        return {{"lr",
-                 [] {
-                     Opt(2, {.lr = -1});
-                 }},
-                {"momentum",
-                 [] {
-                     Opt(2, {.momentum = -0.1});
-                 }},
-                {"dampening",
-                 [] {
-                     Opt(2, {.dampening = 2});
-                 }},
-                {"weight_decay",
-                 [] {
-                     Opt(2, {.weight_decay = -1});
-                 }},
-                {"nesterov",
-                 [] {
-                     Opt(2, {.momentum = 0, .nesterov = true});
-                 }},
-                {"nesterov", [] {
-                     Opt(2, {.momentum = 0.9, .dampening = 0.1, .nesterov = true});
-                 }}};
-    }
-};
-
-template <class S>
-struct AdamCase {
-    using Opt = scaltra::Adam<S>;
-    static Opt make(Index n, NonFinitePolicy p = NonFinitePolicy::raise) {
-        return Opt(n, {.lr = 0.05, .amsgrad = true, .on_non_finite = p});
-    }
-    static std::vector<std::pair<std::string, std::function<void()>>> bad() {
-        return {{"lr",
-                 [] {
-                     Opt(2, {.lr = -0.1});
-                 }},
-                {"beta1",
-                 [] {
-                     Opt(2, {.beta1 = 1});
-                 }},
-                {"beta2",
-                 [] {
-                     Opt(2, {.beta2 = -0.5});
-                 }},
-                {"eps",
-                 [] {
-                     Opt(2, {.eps = -1e-8});
-                 }},
-                {"weight_decay", [] {
-                     Opt(2, {.weight_decay = -1});
-                 }}};
-    }
-};
-
-template <class S>
-struct AdamWCase {
-    using Opt = scaltra::AdamW<S>;
-    static Opt make(Index n, NonFinitePolicy p = NonFinitePolicy::raise) {
-        return Opt(n, {.lr = scaltra::schedule::cosine(0.05, 3000),
-                       .weight_decay = 1e-3,
-                       .on_non_finite = p});
-    }
-    static std::vector<std::pair<std::string, std::function<void()>>> bad() {
-        return {{"beta1",
-                 [] {
-                     Opt(2, {.beta1 = S(NAN)});
-                 }},
-                {"weight_decay", [] {
-                     Opt(2, {.weight_decay = -1});
-                 }}};
-    }
-};
-
-template <class S>
-struct RmsPropCase {
-    using Opt = scaltra::RmsProp<S>;
-    static Opt make(Index n, NonFinitePolicy p = NonFinitePolicy::raise) {
-        return Opt(n, {.lr = scaltra::schedule::exponential(0.01, 0.999),
-                       .momentum = 0.5,
-                       .centered = true,
-                       .on_non_finite = p});
-    }
-    static std::vector<std::pair<std::string, std::function<void()>>> bad() {
-        return {{"lr",
-                 [] {
-                     Opt(2, {.lr = -1});
-                 }},
-                {"alpha",
-                 [] {
-                     Opt(2, {.alpha = 1.5});
-                 }},
-                {"eps",
-                 [] {
-                     Opt(2, {.eps = -1});
-                 }},
-                {"weight_decay",
-                 [] {
-                     Opt(2, {.weight_decay = -1});
-                 }},
-                {"momentum", [] {
-                     Opt(2, {.momentum = -1});
-                 }}};
-    }
-};
-
-template <class S>
-struct AdaGradCase {
-    using Opt = scaltra::AdaGrad<S>;
-    static Opt make(Index n, NonFinitePolicy p = NonFinitePolicy::raise) {
-        return Opt(n, {.lr = scaltra::schedule::linear_warmup(10, 0.5), .on_non_finite = p});
-    }
-    static std::vector<std::pair<std::string, std::function<void()>>> bad() {
-        return {{"lr",
-                 [] {
-                     Opt(2, {.lr = -1});
-                 }},
-                {"lr_decay",
-                 [] {
-                     Opt(2, {.lr_decay = -1});
-                 }},
-                {"weight_decay",
-                 [] {
-                     Opt(2, {.weight_decay = -1});
-                 }},
-                {"initial_accumulator_value",
-                 [] {
-                     Opt(2, {.initial_accumulator_value = -1});
-                 }},
-                {"eps", [] {
-                     Opt(2, {.eps = -1});
-                 }}};
-    }
-};
-
-template <class S>
-struct ScaltraCase {
-    using Opt = scaltra::Scaltra<S>;
-    static Opt make(Index n, NonFinitePolicy p = NonFinitePolicy::raise) {
-        return Opt(n, {.alpha0 = 0.2, .meta = {.lr = 1e-2}, .on_non_finite = p});
-    }
-    static std::vector<std::pair<std::string, std::function<void()>>> bad() {
-        return {{"alpha0",
-                 [] {
-                     Opt(2, {.alpha0 = 0});
-                 }},
-                {"beta",
-                 [] {
-                     Opt(2, {.beta = 1});
-                 }},
-                {"gamma0",
-                 [] {
-                     Opt(2, {.gamma0 = -1});
-                 }},
-                {"epsilon",
-                 [] {
-                     Opt(2, {.epsilon = -1e-4});
-                 }},
-                {"epsilon",
-                 [] {
-                     Opt(2, {.epsilon = 2});
-                 }},  // ε·γ₀ ≥ 1
-                {"gamma_decay",
-                 [] {
-                     Opt(2, {.gamma_decay = 1.5});
-                 }},
-                {"b_scale",
-                 [] {
-                     Opt(2, {.b_scale = -1});
-                 }},
-                {"tau_min",
-                 [] {
-                     Opt(2, {.tau_min = 0});
-                 }},
-                {"alpha0",
-                 [] {
-                     Opt(2, {.alpha0 = 1e7});
-                 }},  // τ₀ below tau_min
-                {"lr", [] {
-                     Opt(2, {.meta = {.lr = -1}});
-                 }}};
-    }
-};
-
-template <class S>
-struct LodoCase {
-    using Opt = scaltra::Lodo<S>;
-    static Opt make(Index n, NonFinitePolicy p = NonFinitePolicy::raise) {
-        return Opt(n, {.alpha0 = 0.05, .layers = 4, .meta = {.lr = 1e-2}, .on_non_finite = p});
-    }
-    static std::vector<std::pair<std::string, std::function<void()>>> bad() {
-        return {{"alpha0",
-                 [] {
-                     Opt(2, {.alpha0 = 0});
-                 }},
-                {"layers",
-                 [] {
-                     Opt(2, {.layers = -1});
-                 }},
-                {"block",
-                 [] {
-                     Opt(2, {.block = -1});
-                 }},
-                {"block",
-                 [] {
-                     Opt(2, {.block = 33});
-                 }},
-                {"beta",
-                 [] {
-                     Opt(2, {.beta = 1});
-                 }},
-                {"lr", [] {
-                     Opt(2, {.meta = {.lr = -1}});
-                 }}};
-    }
-};
-
-template <class S>
-struct ApoCase {
-    using Opt = scaltra::Apo<S>;
-    static Opt make(Index n, NonFinitePolicy p = NonFinitePolicy::raise) {
-        return Opt(n, {.base = {.lr = 0.05, .momentum = 0.9},
-                       .interval = 3,
-                       .lambda_wsd = 0.1,
-                       .on_non_finite = p});
-    }
-    static std::vector<std::pair<std::string, std::function<void()>>> bad() {
-        return {{"interval",
-                 [] {
-                     Opt(2, {.interval = 0});
-                 }},
-                {"lambda_fsd",
-                 [] {
-                     Opt(2, {.lambda_fsd = -1});
-                 }},
-                {"lambda_wsd",
-                 [] {
-                     Opt(2, {.lambda_wsd = S(NAN)});
-                 }},
-                {"lr",
-                 [] {
-                     Opt(2, {.base = {.lr = 0}});
-                 }},  // η₀ = 0
-                {"lr",
-                 [] {
-                     Opt(2, {.base = {.lr = scaltra::schedule::cosine(0.1, 100)}});
-                 }},  // APO is the schedule
-                {"momentum",
-                 [] {
-                     Opt(2, {.base = {.momentum = -1}});
-                 }},
-                {"lr", [] {
-                     Opt(2, {.meta = {.lr = -1}});
-                 }}};
-    }
-};
-
-/// A layout of n elements with a weight matrix (2×((n−2)/2)) and a bias.
-inline scaltra::Layout matrix_and_bias(Index n) {
-    const Index cols = (n - 2) / 2;
-    return scaltra::Layout().add("W", 2, cols).add("b", n - 2 * cols);
-}
-
-template <class S>
-struct ApoPCase {
-    using Opt = scaltra::ApoP<S>;
-    static Opt make(Index n, NonFinitePolicy p = NonFinitePolicy::raise) {
-        return Opt(
-            matrix_and_bias(n),
-            {.lr = 0.05, .momentum = 0.5, .interval = 3, .lambda_wsd = 0.1, .on_non_finite = p});
-    }
-    static std::vector<std::pair<std::string, std::function<void()>>> bad() {
-        return {{"lr",
-                 [] {
-                     Opt(matrix_and_bias(6), {.lr = -1});
-                 }},
-                {"momentum",
-                 [] {
-                     Opt(matrix_and_bias(6), {.momentum = 1});
-                 }},
-                {"max_factor",
-                 [] {
-                     Opt(matrix_and_bias(6), {.max_factor = -1});
-                 }},
-                {"interval",
-                 [] {
-                     Opt(matrix_and_bias(6), {.interval = 0});
-                 }},
-                {"lambda_fsd",
-                 [] {
-                     Opt(matrix_and_bias(6), {.lambda_fsd = -1});
-                 }},
-                {"lambda_wsd",
-                 [] {
-                     Opt(matrix_and_bias(6), {.lambda_wsd = -1});
-                 }},
-                {"layout",
-                 [] {
-                     Opt(6);
-                 }},  // no weight matrix
-                {"lr", [] {
-                     Opt(matrix_and_bias(6), {.meta = {.lr = -1}});
-                 }}};
-    }
-};
-
-// The DCO optimizers untrained (φ₀), on raw gradients: ordinary optimizers of the concept.
-template <class S>
-struct DcogCase {
-    using Opt = scaltra::Dcog<S>;
-    static Opt make(Index n, NonFinitePolicy p = NonFinitePolicy::raise) {
-        return Opt(n, {.lr = 0.5, .normalize_gradient = false, .on_non_finite = p});
-    }
-    static std::vector<std::pair<std::string, std::function<void()>>> bad() {
-        return {{"lr",
-                 [] {
-                     Opt(2, {.lr = 0});
-                 }},
-                {"lr", [] {
-                     Opt(2, {.meta = {.lr = -1}});
-                 }}};
-    }
-};
-
-template <class S>
-struct DcomCase {
-    using Opt = scaltra::Dcom<S>;
-    static Opt make(Index n, NonFinitePolicy p = NonFinitePolicy::raise) {
-        return Opt(n, {.lr = 0.5, .momentum = 0.5, .normalize_gradient = false, .on_non_finite = p});
-    }
-    static std::vector<std::pair<std::string, std::function<void()>>> bad() {
-        return {{"lr",
-                 [] {
-                     Opt(2, {.lr = S(NAN)});
-                 }},
-                {"momentum",
-                 [] {
-                     Opt(2, {.momentum = 1});
-                 }},
-                {"alpha", [] {
-                     Opt(2, {.meta = {.alpha = 2}});
-                 }}};
-    }
-};
-
-template <class S>
-struct DcogdCase {
-    using Opt = scaltra::Dcogd<S>;
-    static Opt make(Index n, NonFinitePolicy p = NonFinitePolicy::raise) {
-        return Opt(n, {.lr = 0.5, .normalize_gradient = false, .on_non_finite = p});
-    }
-    static std::vector<std::pair<std::string, std::function<void()>>> bad() {
-        return {{"lr",
-                 [] {
-                     Opt(2, {.lr = -1});
-                 }},
-                {"max_size",
-                 [] {
-                     Opt(2, {.max_size = 0});
-                 }},
-                {"max_size", [] {
-                     Opt(5, {.max_size = 4});
-                 }}};
-    }
-};
-
-using AllCases =
-    std::tuple<SgdCase<float>, SgdCase<double>, AdamCase<float>, AdamCase<double>, AdamWCase<float>,
-               AdamWCase<double>, RmsPropCase<float>, RmsPropCase<double>, AdaGradCase<float>,
-               AdaGradCase<double>, ScaltraCase<float>, ScaltraCase<double>, LodoCase<float>,
-               LodoCase<double>, ApoCase<float>, ApoCase<double>, ApoPCase<float>,
-               ApoPCase<double>, DcogCase<float>, DcogCase<double>, DcomCase<float>,
-               DcomCase<double>, DcogdCase<float>, DcogdCase<double>>;
+/// A field holding the optimizer's scalars (not a count, nor LODO's permutations).
+template <class Field>
+concept ScalarMatrix =
+    requires { typename Field::Scalar; } && std::is_floating_point_v<typename Field::Scalar>;
 
 template <class State>
 std::vector<std::pair<Index, Index>> shapes(const State& state) {
@@ -551,6 +175,9 @@ TEMPLATE_LIST_TEST_CASE("optimizer conformance", "[optim][conformance]", AllCase
             scaltra::save_state<S>(out, opt.name(), bad);
             CHECK_THROWS_WITH(opt.load(out), Catch::Contains(says));
             CHECK(scaltra::bitwise_equal(opt.state(), before));
+            CHECK_THROWS_AS(opt.set_state(bad), scaltra::CorruptState);
+            CHECK_THROWS_WITH(opt.set_state(bad), Catch::Contains(says));
+            CHECK(scaltra::bitwise_equal(opt.state(), before));
         };
         auto negative_step = before;
         negative_step.step = -1;
@@ -561,7 +188,7 @@ TEMPLATE_LIST_TEST_CASE("optimizer conformance", "[optim][conformance]", AllCase
         auto nan_field = before;
         bool poisoned = false;
         scaltra::for_each_field(nan_field, [&](std::string_view, auto& field) {
-            if constexpr (requires { field.size(); })
+            if constexpr (ScalarMatrix<std::remove_cvref_t<decltype(field)>>)
                 if (!poisoned && field.size() > 0) {
                     field[0] = std::numeric_limits<S>::quiet_NaN();
                     poisoned = true;
@@ -569,6 +196,54 @@ TEMPLATE_LIST_TEST_CASE("optimizer conformance", "[optim][conformance]", AllCase
         });
         REQUIRE(poisoned);
         rejects(nan_field, "non-finite");
+    }
+
+    SECTION("set_state takes what load takes, and refuses a misshapen field") {
+        auto opt = TestType::make(n);
+        Vec<S> x = x0;
+        opt.step(x, quadratic);
+        opt.step(x, quadratic);
+        auto edited = opt.state();
+        ++edited.step;
+        scaltra::for_each_field(edited, [](std::string_view, auto& field) {
+            if constexpr (ScalarMatrix<std::remove_cvref_t<decltype(field)>>)
+                if (field.size() > 0)
+                    field.data()[field.size() - 1] *= S(0.5);
+        });
+        // The edited state loaded from a stream: its bytes, then the rest of a
+        // save (a learned optimizer's meta-state; nothing for a classic one).
+        std::stringstream saved, unedited, in;
+        opt.save(saved);
+        scaltra::save_state<S>(unedited, opt.name(), opt.state());
+        scaltra::save_state<S>(in, opt.name(), edited);
+        in << saved.str().substr(unedited.str().size());
+        auto loaded = TestType::make(n);
+        loaded.load(in);
+
+        auto set = TestType::make(n);
+        std::stringstream meta_too(saved.str());
+        set.load(meta_too);
+        set.set_state(edited);
+        CHECK(scaltra::bitwise_equal(set.state(), edited));
+        CHECK(scaltra::bitwise_equal(set.state(), loaded.state()));
+        Vec<S> xs = x, xl = x;
+        set.step(xs, quadratic);
+        loaded.step(xl, quadratic);
+        CHECK(xs == xl);
+
+        const auto before = set.state();
+        bool resized = false;
+        auto misshapen = before;
+        scaltra::for_each_field(misshapen, [&](std::string_view, auto& field) {
+            if constexpr (requires { field.conservativeResize(1, 1); })
+                if (!resized && field.size() > 0) {
+                    field.conservativeResize(field.rows() + 1, field.cols());
+                    resized = true;
+                }
+        });
+        REQUIRE(resized);
+        CHECK_THROWS_WITH(set.set_state(misshapen), Catch::Contains("has shape"));
+        CHECK(scaltra::bitwise_equal(set.state(), before));
     }
 
     SECTION("converges on the sphere and on an ill-conditioned quadratic") {

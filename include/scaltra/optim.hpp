@@ -5,6 +5,7 @@
 #include "optim/adagrad.hpp"
 #include "optim/adam.hpp"
 #include "optim/apo.hpp"
+#include "optim/clip.hpp"
 #include "optim/dco.hpp"
 #include "optim/lodo.hpp"
 #include "optim/online_meta.hpp"

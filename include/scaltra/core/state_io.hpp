@@ -17,12 +17,14 @@
 //     u32 field count, then per field: string name, u8 kind, payload
 //     kind 0: i64 integer; kind 1: one scalar; kind 2: i64 rows, i64 cols, rows*cols scalars;
 //     kind 3: a nested state (APO's base optimizer): u32 field count, then its fields as above
+//     kind 4: i64 rows, i64 cols, rows*cols i32 (an IndexMat: LODO's permutations)
 //
 // where a string is a u32 length and its bytes. Loading checks every header
 // value, field name and shape against the live state, that every value is
 // finite, and the state's own `validate()` when it has one (a step count in
 // range, second moments ≥ 0); then it either replaces the whole state or throws
-// CorruptState and leaves it untouched.
+// CorruptState and leaves it untouched. check_state makes the same checks of a
+// state built in memory, for the optimizers' set_state.
 #pragma once
 
 #include <array>
@@ -74,7 +76,15 @@ namespace detail {
 inline constexpr char state_magic[8] = {'s', 'c', 'a', 'l', 't', 'r', 'a', '\0'};
 inline constexpr std::uint32_t state_format_version = 1;
 
-enum class FieldKind : std::uint8_t { integer = 0, scalar = 1, matrix = 2, state = 3 };
+enum class FieldKind : std::uint8_t { integer = 0, scalar = 1, matrix = 2, state = 3, indices = 4 };
+
+/// A field's matrix kind: the optimizer's scalars, or 32-bit indices.
+template <class S, class Dense>
+constexpr FieldKind matrix_kind() {
+    static_assert(std::is_same_v<typename Dense::Scalar, S>
+                  || std::is_same_v<typename Dense::Scalar, std::int32_t>);
+    return std::is_same_v<typename Dense::Scalar, S> ? FieldKind::matrix : FieldKind::indices;
+}
 
 template <class T>
 void write_raw(std::ostream& out, const T& value) {
@@ -93,6 +103,9 @@ void write_fields(std::ostream& out, const State& state);
 template <class S, class State>
 requires StateAggregate<State>
 void read_fields(std::istream& in, std::string_view name, State& state);
+template <class S, class State>
+requires StateAggregate<State>
+void check_state_fields(const State& state, const State& reference);
 
 template <class T>
 T read_raw(std::istream& in, std::string_view what) {
@@ -121,12 +134,12 @@ void write_field(std::ostream& out, const std::int64_t& v) {
 template <class S, class Dense>
 requires std::is_base_of_v<Eigen::PlainObjectBase<Dense>, Dense>
 void write_field(std::ostream& out, const Dense& m) {
-    static_assert(std::is_same_v<typename Dense::Scalar, S>);
-    write_raw(out, FieldKind::matrix);
+    using T = typename Dense::Scalar;
+    write_raw(out, matrix_kind<S, Dense>());
     write_raw(out, static_cast<std::int64_t>(m.rows()));
     write_raw(out, static_cast<std::int64_t>(m.cols()));
     out.write(reinterpret_cast<const char*>(m.data()),
-              static_cast<std::streamsize>(sizeof(S) * static_cast<std::size_t>(m.size())));
+              static_cast<std::streamsize>(sizeof(T) * static_cast<std::size_t>(m.size())));
 }
 
 template <class S>
@@ -168,17 +181,19 @@ void read_field(std::istream& in, std::string_view name, S& v) {
 template <class S, class Dense>
 requires std::is_base_of_v<Eigen::PlainObjectBase<Dense>, Dense>
 void read_field(std::istream& in, std::string_view name, Dense& m) {
-    expect_kind(in, FieldKind::matrix, name);
+    using T = typename Dense::Scalar;
+    expect_kind(in, matrix_kind<S, Dense>(), name);
     const auto rows = read_raw<std::int64_t>(in, concat("the rows of field '", name, "'"));
     const auto cols = read_raw<std::int64_t>(in, concat("the cols of field '", name, "'"));
     if (rows != m.rows() || cols != m.cols())
         throw CorruptState(concat("Saved state field '", name, "' has shape ", rows, "x", cols,
                                   ", the optimizer expects ", m.rows(), "x", m.cols()));
-    const auto bytes = static_cast<std::streamsize>(sizeof(S) * static_cast<std::size_t>(m.size()));
+    const auto bytes = static_cast<std::streamsize>(sizeof(T) * static_cast<std::size_t>(m.size()));
     if (bytes > 0 && !in.read(reinterpret_cast<char*>(m.data()), bytes))
         throw CorruptState(concat("Saved state is truncated in field '", name, "'"));
-    if (!all_finite(m))
-        throw CorruptState(concat("Saved state field '", name, "' holds non-finite values"));
+    if constexpr (std::is_floating_point_v<T>)
+        if (!all_finite(m))
+            throw CorruptState(concat("Saved state field '", name, "' holds non-finite values"));
 }
 
 template <class S, class State>
@@ -259,6 +274,49 @@ bool bitwise_equal(const State& a, const State& b) {
     }
     (std::make_index_sequence<State::field_names.size()>{});
     return equal;
+}
+
+namespace detail {
+template <class S, class T>
+void check_field(std::string_view field, const T& value, const T& reference) {
+    if constexpr (StateAggregate<T>) {
+        check_state_fields<S>(value, reference);
+    } else if constexpr (std::is_base_of_v<Eigen::PlainObjectBase<T>, T>) {
+        if (value.rows() != reference.rows() || value.cols() != reference.cols())
+            throw CorruptState(concat("State field '", field, "' has shape ", value.rows(), "x",
+                                      value.cols(), ", the optimizer expects ", reference.rows(),
+                                      "x", reference.cols()));
+        if constexpr (std::is_floating_point_v<typename T::Scalar>)
+            if (!all_finite(value))
+                throw CorruptState(concat("State field '", field, "' holds non-finite values"));
+    } else if constexpr (std::is_floating_point_v<T>) {
+        if (!std::isfinite(value))
+            throw CorruptState(concat("State field '", field, "' is not finite"));
+    }
+}
+
+/// load's checks of every field of `state` against `reference`, then validate().
+template <class S, class State>
+requires StateAggregate<State>
+void check_state_fields(const State& state, const State& reference) {
+    auto values = state.fields();
+    auto references = reference.fields();
+    [&]<std::size_t... I>(std::index_sequence<I...>) {
+        (check_field<S>(State::field_names[I], std::get<I>(values), std::get<I>(references)), ...);
+    }
+    (std::make_index_sequence<State::field_names.size()>{});
+    if constexpr (requires { state.validate(); })
+        state.validate();
+}
+}  // namespace detail
+
+/// Checks a state built in memory as load_state checks a saved one: every field
+/// (nested states too) shaped as in `reference`, the live state, and finite, and
+/// the state's validate(). Throws CorruptState naming the field.
+template <class S, class State>
+requires StateAggregate<State>
+void check_state(const State& state, const State& reference) {
+    detail::check_state_fields<S>(state, reference);
 }
 
 /// Writes `state` of the optimizer called `name` in the format described above.

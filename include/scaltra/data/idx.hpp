@@ -76,9 +76,21 @@ inline IdxArray read_idx(const std::string& path) {
         if (total > (std::uint64_t{1} << 34))
             throw CorruptData(concat("'", path, "' declares implausibly large dimensions"));
     }
-    out.bytes.resize(static_cast<std::size_t>(total));
-    const std::size_t got = detail::read_up_to(file.get(), out.bytes.data(), out.bytes.size());
-    if (got != out.bytes.size())
+    // The data in pieces that double from 64 KiB to 64 MiB, the buffer growing as
+    // they arrive: a header that declares more than the file holds (a 20-byte
+    // file may declare 16 GiB) costs about twice what the file holds.
+    std::size_t piece = std::size_t{1} << 16;
+    std::size_t got = 0;
+    while (got < total) {
+        const std::size_t want = std::min(static_cast<std::size_t>(total) - got, piece);
+        out.bytes.resize(got + want);
+        const std::size_t n = detail::read_up_to(file.get(), out.bytes.data() + got, want);
+        got += n;
+        if (n < want)
+            break;
+        piece = std::min(2 * piece, std::size_t{1} << 26);
+    }
+    if (got != total)
         throw CorruptData(concat("'", path, "' is truncated: its header declares ", total,
                                  " bytes of data, the file holds ", got));
     unsigned char extra;

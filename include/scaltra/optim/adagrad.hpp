@@ -64,20 +64,23 @@ private:
         return {0, Vec<S>::Constant(layout.size(), options.initial_accumulator_value)};
     }
 
-    void apply(Eigen::Ref<Vec<S>> x, const Eigen::Ref<const Vec<S>>& g) {
+    bool apply(Eigen::Ref<Vec<S>> x, const Eigen::Ref<const Vec<S>>& g) {
         auto& st = this->state_;
         const Options& o = this->options();
         const S lr = o.lr(st.step);
         ++st.step;
         const S clr = lr / (S(1) + S(st.step - 1) * o.lr_decay);
         const S eps = o.eps, wd = o.weight_decay;
+        detail::FiniteProbe<S> probe;
         detail::for_each_chunk(x.size(), [&](Index i, Index len) {
             auto xs = x.segment(i, len).array();
             auto ss = st.sum.segment(i, len).array();
             const auto gd = g.segment(i, len).array() + wd * xs;
             ss = detail::saturated(ss + gd.square());
             xs -= clr * gd / (ss.sqrt() + eps);
+            probe.add(xs);
         });
+        return probe.finite();
     }
 };
 

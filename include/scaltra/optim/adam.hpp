@@ -100,13 +100,17 @@ public:
         return {0, Vec<S>::Zero(n), Vec<S>::Zero(n), Vec<S>::Zero(options.amsgrad ? n : 0)};
     }
 
-    /// One step of `st` at learning rate `lr` in place of the options' (APO's η).
-    static void apply_at(State& st, const Options& o, S lr, Eigen::Ref<Vec<S>> x,
+    /// One step of `st` at learning rate `lr` in place of the options' (APO's η);
+    /// false when it took x out of the finite range (detail::FiniteProbe).
+    static bool apply_at(State& st, const Options& o, S lr, Eigen::Ref<Vec<S>> x,
                          const Eigen::Ref<const Vec<S>>& g) {
         const StepConstants k = begin_step(st, o, lr);
+        FiniteProbe<S> probe;
         for_each_chunk(x.size(), [&](Index i, Index len) {
             apply_piece(st, o, k, i, x.segment(i, len).array(), g.segment(i, len).array());
+            probe.add(x.segment(i, len).array());
         });
+        return probe.finite();
     }
 
     /// The direction d of the next step, leaving `st` as it is: that step at
@@ -190,8 +194,8 @@ private:
             with(gs);
     }
 
-    void apply(Eigen::Ref<Vec<S>> x, const Eigen::Ref<const Vec<S>>& g) {
-        apply_at(this->state_, this->options(), this->options().lr(this->state_.step), x, g);
+    bool apply(Eigen::Ref<Vec<S>> x, const Eigen::Ref<const Vec<S>>& g) {
+        return apply_at(this->state_, this->options(), this->options().lr(this->state_.step), x, g);
     }
 };
 

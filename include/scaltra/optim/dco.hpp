@@ -31,6 +31,7 @@
 
 #include <cmath>
 #include <concepts>
+#include <cstdint>
 #include <istream>
 #include <limits>
 #include <ostream>
@@ -81,6 +82,8 @@ public:
         if (detail::evaluate_checked<S>(name(), options_.on_non_finite, layout_.size(), x,
                                         std::forward<F>(f), grad_, loss))
             apply(x, grad_);
+        else
+            ++skipped_steps_;
         return loss;
     }
 
@@ -88,6 +91,8 @@ public:
     void update(Eigen::Ref<Vec<S>> x, const Eigen::Ref<const Vec<S>>& g) {
         if (detail::gradient_checked<S>(name(), options_.on_non_finite, layout_.size(), x, g))
             apply(x, g);
+        else
+            ++skipped_steps_;
     }
 
     /// Back to a freshly constructed optimizer: φ₀, and the meta-optimizer's start.
@@ -95,7 +100,13 @@ public:
         state_ = initial_state();
         meta_.reset();
         rule_.refresh(state_.phi);
+        skipped_steps_ = 0;
     }
+
+    /// The steps and updates skipped on a non-finite value (NonFinitePolicy::skip)
+    /// since construction or reset(); meta-steps skipped by meta_train are counted
+    /// in its result. A count of this object's calls, not saved.
+    std::int64_t skipped_steps() const { return skipped_steps_; }
 
     /// Back to step 0 (DCOM's S forgotten), keeping what was learned: for a new task.
     void restart() {
@@ -116,15 +127,28 @@ public:
         meta_.save(out);
     }
 
+    /// Replaces the state (φ included) by `state`, with load's checks (shapes,
+    /// finite values and learning rates); all or nothing: throws CorruptState
+    /// naming the field and leaves the state as it was.
+    void set_state(State state) {
+        check_state<S>(state, state_);
+        Rule rule = refreshed(state.phi);
+        state_ = std::move(state);
+        rule_ = std::move(rule);
+    }
+
+    /// Replaces the meta-optimizer's state, as its own set_state does.
+    void set_meta_state(typename MetaOpt::State state) { meta_.set_state(std::move(state)); }
+
+    /// φ's named blocks (README, "A state you build"): block_view(s.phi, meta_layout().at("M")).
+    const Layout& meta_layout() const { return rule_.meta_layout(); }
+
     /// All or nothing: both states are read and checked before either replaces
     /// the current one.
     void load(std::istream& in) {
         State loaded = state_;
         load_state<S>(in, name(), loaded);
-        Rule rule = rule_;
-        if (!rule.refresh(loaded.phi))
-            throw CorruptState(detail::concat("Saved state field 'phi' gives ", name(),
-                                              " a non-finite learning rate"));
+        Rule rule = refreshed(loaded.phi);
         meta_.load(in);  // all or nothing by itself, and the last thing that can fail
         state_ = std::move(loaded);
         rule_ = std::move(rule);
@@ -244,6 +268,15 @@ private:
         return options;
     }
 
+    /// The rule with its rates refreshed from `phi`; CorruptState where one is not finite.
+    Rule refreshed(const Vec<S>& phi) const {
+        Rule rule = rule_;
+        if (!rule.refresh(phi))
+            throw CorruptState(detail::concat("State field 'phi' gives ", name(),
+                                              " a non-finite learning rate"));
+        return rule;
+    }
+
     State initial_state() const {
         return {0, rule_.initial_phi(), Vec<S>::Zero(Rule::kMomentum ? layout_.size() : 0)};
     }
@@ -255,6 +288,8 @@ private:
     void apply(Eigen::Ref<Vec<S>> x, const Eigen::Ref<const Vec<S>>& g) {
         rule_.advance(state_.phi, state_.step, scale_of(g), g, state_.momentum, x);
         ++state_.step;
+        if (!detail::all_finite(x))
+            throw detail::move_overflowed(name());
     }
 
     bool refuse(std::string_view why) const {
@@ -307,6 +342,7 @@ private:
     MetaOpt meta_, meta_backup_;
     State state_;
     Vec<S> phi_backup_, grad_;
+    std::int64_t skipped_steps_ = 0;
 };
 
 /// DCOG, per-weight learning rates 1/Λ²:

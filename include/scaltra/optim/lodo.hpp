@@ -3,9 +3,10 @@
 // implicit inverse Hessian
 //   G(θ) = α₀ Eᵀ AᵀA E,   A = L_N ⋯ L_1,   L_i(v) = blockdiag(W_i)ᵀ P_i v,
 // symmetric positive semidefinite for every θ. E zero-pads v ∈ ℝⁿ to width
-// h = 2n + k − (2n mod k); each P_i is a fixed permutation drawn once from the
-// seed, each W_i holds h/k learned k×k blocks. Every block starts as a random
-// orthogonal matrix, so A is orthogonal and G(θ₀) = α₀I. θ is learned online by
+// h = 2n + k − (2n mod k); each P_i is a fixed permutation, drawn once from the
+// seed or set by the user (state.perms), each W_i holds h/k learned k×k blocks.
+// Every block starts as a random orthogonal matrix, so A is orthogonal and
+// G(θ₀) = α₀I. θ is learned online by
 // the meta-optimizer (online_meta.hpp) from the hypergradient of the last step.
 // No n×n matrix is ever formed: the closed form (permuted_block_stack.hpp) runs
 // the layers as passes over their blocks, the tape records the same layers with
@@ -14,6 +15,7 @@
 // G = α₀θI (both from θ = 1), and depth 0 (layers = 0), G = α₀I: momentum SGD.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstdint>
@@ -65,13 +67,15 @@ struct LodoOptions {
 template <Real S>
 struct LodoState {
     std::int64_t step = 0;  ///< moves made
-    std::int64_t seed = 0;  ///< the permutations' seed: a state fits only the same ones
     Vec<S> phi;             ///< θ: W_1 … W_N, each k×h (full), or the diagonal, or a scalar
     Vec<S> m;               ///< momentum
+    /// P_1 … P_N, column i layer i's permutation of 0..h−1 as row picks:
+    /// (P_i v)[t] = v[perms(t, i)]. h×N (0×0 without layers).
+    IndexMat perms;
 
-    static constexpr std::array field_names{"step", "seed", "phi", "m"};
-    auto fields() { return std::tie(step, seed, phi, m); }
-    auto fields() const { return std::tie(step, seed, phi, m); }
+    static constexpr std::array field_names{"step", "phi", "m", "perms"};
+    auto fields() { return std::tie(step, phi, m, perms); }
+    auto fields() const { return std::tie(step, phi, m, perms); }
 
     void validate() const { detail::require_step_count(step); }
 };
@@ -95,6 +99,7 @@ public:
           options_(options),
           stack_(n_, k_, h_, options.form == LodoForm::full ? options.layers : 0,
                  Rng::stream(options.seed, 1)),
+          seed_perms_(stack_.permutations()),
           move_(n_) {
         if (options_.form != LodoForm::full) {
             meta_layout_.add("theta", options_.form == LodoForm::diagonal ? n_ : 1);
@@ -112,8 +117,7 @@ public:
 
     /// θ₀: every k×k block Haar-random orthogonal (or θ = 1), so G(θ₀) = α₀I.
     State initial_state() const {
-        State state{0, static_cast<std::int64_t>(options_.seed), Vec<S>::Ones(meta_layout_.size()),
-                    Vec<S>::Zero(n_)};
+        State state{0, Vec<S>::Ones(meta_layout_.size()), Vec<S>::Zero(n_), seed_perms_};
         if (options_.form != LodoForm::full)
             return state;
         Rng rng = Rng::stream(options_.seed, 2);
@@ -125,10 +129,27 @@ public:
         return state;
     }
 
-    /// Rejects a loaded state made with other permutations (same shapes, other meaning).
+    /// Rejects a state whose perms are not permutations of 0..h−1 (their shape
+    /// is checked with every field's).
     void check_state(const State& state) const {
-        require_state(state.seed == static_cast<std::int64_t>(options_.seed), "seed",
-                      "was saved for other permutations (another seed)");
+        std::vector<bool> seen(static_cast<std::size_t>(state.perms.rows()));
+        for (Index i = 0; i < state.perms.cols(); ++i) {
+            std::fill(seen.begin(), seen.end(), false);
+            for (Index t = 0; t < state.perms.rows(); ++t) {
+                const std::int32_t p = state.perms(t, i);
+                if (p < 0 || p >= state.perms.rows() || seen[static_cast<std::size_t>(p)])
+                    require_state(false, "perms",
+                                  concat("column ", i, " is not a permutation of 0..",
+                                         state.perms.rows() - 1));
+                seen[static_cast<std::size_t>(p)] = true;
+            }
+        }
+    }
+
+    /// Makes the state's permutations the layers' (after a load, set_state or reset).
+    void adopt(const State& state) {
+        stack_.set_permutations(state.perms);
+        tape_.padding.resize(0, 0);  // record() rebuilds its copies of the permutations
     }
 
     /// m ← βm + (1−β)g.
@@ -247,6 +268,8 @@ private:
     TapeScratch& tape_scratch() const {
         if (tape_.padding.size() == 0) {
             tape_.padding = Mat<S>::Zero(h_ - n_, 1);
+            tape_.perms.clear();
+            tape_.inverses.clear();
             for (Index i = 0; i < options_.layers; ++i) {
                 tape_.perms.push_back(stack_.permutation(i));
                 std::vector<Index>& inverse =
@@ -263,6 +286,7 @@ private:
     Options options_;
     Layout meta_layout_;
     PermutedBlockStack<S> stack_;
+    IndexMat seed_perms_;  // the seed's permutations: the initial state's, whatever was set since
     mutable Vec<S> move_;  // G(θ)m, checked before x moves
     mutable TapeScratch tape_;
 };

@@ -7,9 +7,10 @@
 //   2. if a move was made before: h = J_Δᵀ g, the hypergradient ∂f(x)/∂φ of the
 //      last move x = x_prev + Δ(φ), and φ ← MetaOpt(φ, h)
 //   3. rule.observe(state, x, g)                   (momentum, the next γ, …)
-//   4. x ← x + Δ(φ; state), and state.step counts the move; a Δ that is not
-//      finite (φ has diverged) throws NonFinite with x unchanged, whatever the
-//      policy, and the optimizer wants reset() or a checkpoint
+//   4. x ← x + Δ(φ; state), and state.step counts the move; a φ or a Δ that is
+//      not finite (φ has diverged) throws NonFinite with x unchanged, whatever
+//      the policy, and the optimizer wants reset() or a checkpoint; a move that
+//      overflows x (a state no run reaches) throws NonFinite after it
 // Step 2 uses the state and φ as they were for the last move (the meta-update
 // comes before step 3 changes the state), so the hypergradient is recomputed
 // from the state: nothing of the last step's recording has to outlive it, and a
@@ -72,6 +73,19 @@
 #include "optimizer_base.hpp"
 
 namespace scaltra {
+
+namespace detail {
+/// The error of a step whose meta-parameters φ, or whose move, came out non-finite
+/// from finite input: φ has diverged (a meta.lr too high, or a loaded state this
+/// optimizer does not reach). x has not moved; the state has, so the optimizer
+/// wants reset() or a checkpoint, whatever the NonFinitePolicy.
+inline NonFinite meta_parameters_diverged(std::string_view name) {
+    return NonFinite(concat(name,
+                            ": the meta-parameters or the move are not finite: the "
+                            "meta-parameters have diverged (lower meta.lr); x is unchanged, "
+                            "the optimizer wants reset() or a checkpoint"));
+}
+}  // namespace detail
 
 /// How a learned optimizer differentiates its step with respect to φ.
 enum class Hypergradient {
@@ -160,28 +174,39 @@ public:
     template <Objective<Scalar> F>
     Scalar step(Eigen::Ref<Vec<S>> x, F&& f) {
         S loss;
+        bool moved = false;
         if (detail::evaluate_checked<S>(name(), options_.on_non_finite, layout_.size(), x, f, grad_,
                                         loss)) {
             if constexpr (kLookahead)
-                apply_lookahead(x, grad_, f);
+                moved = apply_lookahead(x, grad_, f);
             else
-                apply(x, grad_);
+                moved = apply(x, grad_);
         }
+        skipped_steps_ += moved ? 0 : 1;
         return loss;
     }
 
     /// The same for a gradient g the caller already has (not for a look-ahead rule).
     void update(Eigen::Ref<Vec<S>> x, const Eigen::Ref<const Vec<S>>& g) requires(!kLookahead) {
-        if (detail::gradient_checked<S>(name(), options_.on_non_finite, layout_.size(), x, g))
-            apply(x, g);
+        const bool moved =
+            detail::gradient_checked<S>(name(), options_.on_non_finite, layout_.size(), x, g)
+            && apply(x, g);
+        skipped_steps_ += moved ? 0 : 1;
     }
 
     /// Back to a freshly constructed optimizer, the meta-optimizer included.
     void reset() {
         state_ = rule_.initial_state();
+        adopt();
         if (meta_)
             meta_->reset();
+        skipped_steps_ = 0;
     }
+
+    /// The steps and updates skipped on a non-finite value (NonFinitePolicy::skip:
+    /// a loss, gradient or hypergradient) since construction or reset(); a count
+    /// of this object's calls, not saved.
+    std::int64_t skipped_steps() const { return skipped_steps_; }
 
     std::string_view name() const { return Rule::kName; }
     const State& state() const { return state_; }
@@ -198,6 +223,29 @@ public:
             meta_->save(out);
     }
 
+    /// Replaces the state (φ included) by `state`, with load's checks (shapes,
+    /// finite values, the rule's own); all or nothing: throws CorruptState naming
+    /// the field and leaves the state as it was.
+    void set_state(State state) {
+        check_state<S>(state, state_);
+        if constexpr (requires { rule_.check_state(state); })
+            rule_.check_state(state);
+        state_ = std::move(state);
+        adopt();
+    }
+
+    /// Replaces the meta-optimizer's state, as its own set_state does (throws
+    /// InvalidArgument for a rule without meta-parameters).
+    void set_meta_state(typename MetaOpt::State state) {
+        if (!meta_)
+            throw InvalidArgument(detail::concat(name(), " has no meta-parameters here"));
+        meta_->set_state(std::move(state));
+    }
+
+    /// φ's named blocks (README, "A state you build"):
+    /// block_view(s.phi, meta_layout().at("b:W1")).
+    const Layout& meta_layout() const { return rule_.meta_layout(); }
+
     /// All or nothing: both states are read before either replaces the current one.
     void load(std::istream& in) {
         State loaded = state_;
@@ -207,9 +255,17 @@ public:
         if (meta_)
             meta_->load(in);  // all or nothing by itself, and the last thing that can fail
         state_ = std::move(loaded);
+        adopt();
     }
 
 private:
+    /// A rule that keeps a copy of part of the state (LODO's permutations) takes
+    /// the new state's; it cannot fail.
+    void adopt() {
+        if constexpr (requires { rule_.adopt(state_); })
+            rule_.adopt(state_);
+    }
+
     static Options validated(const Layout& layout, Options options) {
         if (layout.size() == 0)
             throw InvalidArgument("Invalid layout: it has no elements");
@@ -217,30 +273,37 @@ private:
         return options;
     }
 
-    void apply(Eigen::Ref<Vec<S>> x, const Eigen::Ref<const Vec<S>>& g) {
+    /// Steps 2–4; false, having changed nothing, when the policy skips the step.
+    bool apply(Eigen::Ref<Vec<S>> x, const Eigen::Ref<const Vec<S>>& g) {
         if constexpr (FusedStep<Rule, MetaOpt>) {
             if (state_.step > 0 && meta_ && options_.hypergradient == Hypergradient::closed_form
-                && rule_.fused_apply(state_, *meta_, x, g)) {
-                ++state_.step;
-                return;
-            }
+                && rule_.fused_apply(state_, *meta_, x, g))
+                return moved(x);
         }
         if (state_.step > 0 && meta_ && !meta_step(g, true))
-            return;
+            return false;
         rule_.observe(state_, x, g);
         move(x);
-        ++state_.step;
+        return moved(x);
     }
 
     template <class F>
-    void apply_lookahead(Eigen::Ref<Vec<S>> x, const Eigen::Ref<const Vec<S>>& g, F& f) {
+    bool apply_lookahead(Eigen::Ref<Vec<S>> x, const Eigen::Ref<const Vec<S>>& g, F& f) {
         if (meta_ && rule_.meta_step_due(state_)) {
             const S q = rule_.meta_objective(state_, x, g, f, meta_gradient_);
             if (!meta_step(meta_gradient_, std::isfinite(q) && detail::all_finite(meta_gradient_)))
-                return;
+                return false;
         }
         rule_.move(state_, x, g);
+        return moved(x);
+    }
+
+    /// Counts the move, and checks it (see detail::move_overflowed).
+    bool moved(const Eigen::Ref<const Vec<S>>& x) {
         ++state_.step;
+        if (!detail::all_finite(x))
+            throw detail::move_overflowed(name());
+        return true;
     }
 
     /// φ ← MetaOpt(φ, J_Δᵀ v). Where v (`finite` says whether it is) or the
@@ -260,6 +323,8 @@ private:
                                            "; x and the optimizer state are unchanged"));
         }
         meta_->update(state_.phi, hypergradient_);
+        if (!detail::all_finite(state_.phi))  // before x moves
+            throw detail::meta_parameters_diverged(name());
         return true;
     }
 
@@ -288,9 +353,7 @@ private:
         scratch_.tape.clear();
         const auto delta = rule_.record(scratch_.tape, state_, nullptr).value();
         if (!detail::all_finite(delta))
-            throw NonFinite(detail::concat(name(),
-                                           ": the move is not finite: the "
-                                           "meta-parameters have diverged; x is unchanged"));
+            throw detail::meta_parameters_diverged(name());
         x += delta;
     }
 
@@ -302,6 +365,7 @@ private:
     Vec<S> grad_, hypergradient_;
     Vec<S> meta_gradient_;  // a look-ahead rule's v = ∂Q/∂u (empty otherwise)
     detail::ScratchTape<S> scratch_;
+    std::int64_t skipped_steps_ = 0;
 };
 
 }  // namespace scaltra

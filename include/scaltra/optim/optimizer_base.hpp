@@ -11,12 +11,16 @@
 // A derived optimizer supplies only
 //   static constexpr std::string_view kName;
 //   static State initial_state(const Layout&, const Options&);
-//   void apply(Eigen::Ref<Vec<S>> x, const Eigen::Ref<const Vec<S>>& g);  // the rule
+//   bool apply(Eigen::Ref<Vec<S>> x, const Eigen::Ref<const Vec<S>>& g);  // the rule
 // and inherits the constructor `(Layout, Options = {})`, which validates the options.
+// apply returns whether x is still finite (a FiniteProbe of each piece it wrote):
+// a move from a finite gradient can overflow x only from a diverged state, and the
+// step then throws NonFinite (detail::move_overflowed).
 #pragma once
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <istream>
 #include <limits>
 #include <ostream>
@@ -82,6 +86,29 @@ bool evaluate_checked(std::string_view name, NonFinitePolicy policy, Index size,
                            "; x and the optimizer state are unchanged"));
 }
 
+/// The error of a move, from a finite gradient (and finite meta-parameters), that
+/// took x out of the floating-point range: a state no run reaches (loaded or set,
+/// or grown by a learning rate far too high). Every optimizer checks x after its
+/// move; x is lost with the state, whatever the NonFinitePolicy.
+inline NonFinite move_overflowed(std::string_view name) {
+    return NonFinite(concat(name,
+                            ": the move made x non-finite: the optimizer state has diverged; "
+                            "x and the state want restoring from a checkpoint"));
+}
+
+/// Whether every piece a step wrote is finite, added while the piece is still in
+/// L1 (x − x is 0 for a finite x, NaN otherwise, and NaN survives the sum), so the
+/// check costs no pass over memory.
+template <class S>
+struct FiniteProbe {
+    S sum = S(0);
+    template <class Piece>
+    void add(const Piece& piece) {
+        sum += (piece - piece).sum();
+    }
+    bool finite() const { return std::isfinite(sum); }
+};
+
 /// The checks of update(x, g): sizes, and a finite g (see evaluate_checked).
 template <Real S>
 bool gradient_checked(std::string_view name, NonFinitePolicy policy, Index size,
@@ -122,18 +149,29 @@ public:
         S loss;
         if (detail::evaluate_checked<S>(name(), options_.on_non_finite, layout_.size(), x,
                                         std::forward<F>(f), grad_, loss))
-            derived().apply(x, grad_);
+            moved(derived().apply(x, grad_));
+        else
+            ++skipped_steps_;
         return loss;
     }
 
     /// Moves x by the derived rule for a given gradient g.
     void update(Eigen::Ref<Vec<S>> x, const Eigen::Ref<const Vec<S>>& g) {
         if (detail::gradient_checked<S>(name(), options_.on_non_finite, layout_.size(), x, g))
-            derived().apply(x, g);
+            moved(derived().apply(x, g));
+        else
+            ++skipped_steps_;
     }
 
     /// Back to the state of a freshly constructed optimizer.
-    void reset() { state_ = Derived::initial_state(layout_, options_); }
+    void reset() {
+        state_ = Derived::initial_state(layout_, options_);
+        skipped_steps_ = 0;
+    }
+
+    /// The steps and updates skipped on a non-finite value (NonFinitePolicy::skip)
+    /// since construction or reset(); a count of this object's calls, not saved.
+    std::int64_t skipped_steps() const { return skipped_steps_; }
 
     std::string_view name() const { return Derived::kName; }
     const State& state() const { return state_; }
@@ -143,15 +181,28 @@ public:
     void save(std::ostream& out) const { save_state<S>(out, name(), state_); }
     void load(std::istream& in) { load_state<S>(in, name(), state_); }
 
+    /// Replaces the state by `state`, which must pass load's checks (the shapes of
+    /// state(), finite values, a valid step count, ...); all or nothing: throws
+    /// CorruptState naming the field and leaves the state as it was.
+    void set_state(State state) {
+        check_state<S>(state, state_);
+        state_ = std::move(state);
+    }
+
 protected:
     State state_;
 
 private:
     Derived& derived() { return static_cast<Derived&>(*this); }
+    void moved(bool finite) const {
+        if (!finite)
+            throw detail::move_overflowed(name());
+    }
 
     Layout layout_;
     Options options_;
     Vec<S> grad_;
+    std::int64_t skipped_steps_ = 0;
 };
 
 }  // namespace scaltra

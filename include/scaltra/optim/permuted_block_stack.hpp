@@ -41,7 +41,7 @@ public:
     /// permutations of 0..h−1, drawn from rng.
     PermutedBlockStack(Index n, Index k, Index h, Index layers, Rng rng)
         : n_(n), k_(k), h_(h), layers_(layers) {
-        if (layers_ > 0 && h_ > static_cast<Index>(std::numeric_limits<std::uint32_t>::max()))
+        if (layers_ > 0 && h_ > static_cast<Index>(std::numeric_limits<std::int32_t>::max()))
             throw InvalidArgument(
                 concat("LODO: hidden width ", h_, " exceeds the 32-bit permutation indices"));
         perms_.reserve(static_cast<std::size_t>(layers_ * h_));
@@ -56,6 +56,24 @@ public:
     std::vector<Index> permutation(Index i) const {
         const auto* p = perm(i);
         return std::vector<Index>(p, p + h_);
+    }
+
+    /// The permutations as the columns of an h×N matrix (LODO's state).
+    IndexMat permutations() const {
+        IndexMat out(layers_ > 0 ? h_ : 0, layers_);
+        for (Index i = 0; i < layers_; ++i)
+            for (Index t = 0; t < h_; ++t)
+                out(t, i) = static_cast<std::int32_t>(perm(i)[t]);
+        return out;
+    }
+
+    /// Takes the columns of `perms` (h×N, each a permutation of 0..h−1, which the
+    /// caller has checked) as the layers' permutations; allocates nothing.
+    void set_permutations(const IndexMat& perms) {
+        for (Index i = 0; i < layers_; ++i)
+            for (Index t = 0; t < h_; ++t)
+                perms_[static_cast<std::size_t>(i * h_ + t)] =
+                    static_cast<std::uint32_t>(perms(t, i));
     }
 
     /// out = Eᵀ AᵀA E v (n-vectors): N passes forward, N back.

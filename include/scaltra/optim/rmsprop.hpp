@@ -74,10 +74,12 @@ public:
                 Vec<S>::Zero(options.momentum > S(0) ? n : 0)};
     }
 
-    /// One step of `st` at learning rate `lr` in place of the options' (APO's η).
-    static void apply_at(State& st, const Options& o, S lr, Eigen::Ref<Vec<S>> x,
+    /// One step of `st` at learning rate `lr` in place of the options' (APO's η);
+    /// false when it took x out of the finite range (detail::FiniteProbe).
+    static bool apply_at(State& st, const Options& o, S lr, Eigen::Ref<Vec<S>> x,
                          const Eigen::Ref<const Vec<S>>& g) {
         ++st.step;
+        detail::FiniteProbe<S> probe;
         detail::for_each_chunk(x.size(), [&](Index i, Index len) {
             auto xs = x.segment(i, len).array();
             piece<true>(st, o, i, xs, g.segment(i, len).array(),
@@ -87,7 +89,9 @@ public:
                             else
                                 xs -= lr * gd / denominator;
                         });
+            probe.add(xs);
         });
+        return probe.finite();
     }
 
     /// The direction d of the next step, leaving `st` as it is: that step at
@@ -143,8 +147,8 @@ private:
         }
     }
 
-    void apply(Eigen::Ref<Vec<S>> x, const Eigen::Ref<const Vec<S>>& g) {
-        apply_at(this->state_, this->options(), this->options().lr(this->state_.step), x, g);
+    bool apply(Eigen::Ref<Vec<S>> x, const Eigen::Ref<const Vec<S>>& g) {
+        return apply_at(this->state_, this->options(), this->options().lr(this->state_.step), x, g);
     }
 };
 

@@ -306,9 +306,10 @@ public:
             const S gamma = next_gamma(state);
             state.gamma = gamma;  // the moves below use the new γ, as after observe()
             std::array<S, kChunk> buffer;
+            bool finite = true;
             for (std::size_t l = 0; l < layout_.num_blocks(); ++l) {
                 const Block& block = layout_[l];
-                const RankOneCoefficients& c = fused_[l];
+                RankOneCoefficients& c = fused_[l];
                 const Index rho_at = meta_layout_[2 * l + 1].offset;
                 Eigen::Array<S, 1, 1> h_rho;
                 h_rho(0) = c.h_rho;
@@ -316,7 +317,7 @@ public:
                 const Index b_at = meta_layout_[2 * l].offset;
                 auto m = state.m.segment(block.offset, block.size());
                 const auto gl = g.segment(block.offset, block.size());
-                S bm = S(0), bb = S(0);
+                S bm = S(0), bb = S(0), probe = S(0);
                 for_each_chunk(block.size(), [&](Index i, Index n) {  // B
                     auto b = state.phi.segment(b_at + i, n);
                     Eigen::Map<Vec<S>> h(buffer.data(), n);
@@ -326,10 +327,17 @@ public:
                         options_.beta * m.segment(i, n) + (S(1) - options_.beta) * gl.segment(i, n);
                     bm += b.dot(m.segment(i, n));
                     bb += b.squaredNorm();
+                    probe += (b.array() - b.array()).sum();  // NaN unless the new b is finite
                 });
                 const S t = shifted_tau(state, l);
-                add_rank_one(state, l, state.m, rank_one_s(bm, t, bb), -gamma / t, x);  // C
+                finite = finite && std::isfinite(probe) && std::isfinite(t);
+                c.s = rank_one_s(bm, t, bb);  // the move's coefficients, kept for C
+                c.step = -gamma / t;
             }
+            if (!finite)  // before x moves
+                throw meta_parameters_diverged(kName);
+            for (std::size_t l = 0; l < layout_.num_blocks(); ++l)  // C
+                add_rank_one(state, l, state.m, fused_[l].s, fused_[l].step, x);
             return true;
         }
     }
@@ -404,7 +412,8 @@ private:
 
     /// A rank-one block's hypergradient: h_b = cg·g + cv·v + cb·b, and h_ρ.
     struct RankOneCoefficients {
-        S cg, cv, cb, h_rho;
+        S cg, cv, cb, h_rho;             // of h (pass A)
+        S s = S(0), step = S(0);         // of the move, from the new b (pass B, for C)
     };
 
     /// Block l's four dot products of the rank-one hypergradient in one pass, and
@@ -419,7 +428,11 @@ private:
         const auto gl = g.segment(block.offset, block.size());
         S bv = S(0), bg = S(0), bb = S(0), gv = S(0), g_max = S(0), v_max = S(0), b_max = S(0);
         for_each_chunk(block.size(), [&](Index i, Index n) {
-            const auto bs = b.segment(i, n), vs = vl.segment(i, n), gs = gl.segment(i, n);
+            // One declaration each: their types differ (b is a Vec, g a Ref), which
+            // g++ 12 accepts in one `auto` declaration and the standard does not.
+            const auto bs = b.segment(i, n);
+            const auto vs = vl.segment(i, n);
+            const auto gs = gl.segment(i, n);
             bv += bs.dot(vs);
             bg += bs.dot(gs);
             bb += bs.squaredNorm();

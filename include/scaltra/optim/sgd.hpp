@@ -67,16 +67,20 @@ public:
         return {0, Vec<S>::Zero(options.momentum != S(0) ? layout.size() : 0)};
     }
 
-    /// One step of `st` at learning rate `lr` in place of the options' (APO's η).
-    static void apply_at(State& st, const Options& o, S lr, Eigen::Ref<Vec<S>> x,
+    /// One step of `st` at learning rate `lr` in place of the options' (APO's η);
+    /// false when it took x out of the finite range (detail::FiniteProbe).
+    static bool apply_at(State& st, const Options& o, S lr, Eigen::Ref<Vec<S>> x,
                          const Eigen::Ref<const Vec<S>>& g) {
         const Constants k = constants(st, o);
         ++st.step;
+        detail::FiniteProbe<S> probe;
         detail::for_each_chunk(x.size(), [&](Index i, Index len) {
             auto xs = x.segment(i, len).array();
             piece<true>(st, o, k, i, xs, g.segment(i, len).array(),
                         [&](const auto& d) { xs -= lr * d; });
+            probe.add(xs);
         });
+        return probe.finite();
     }
 
     /// The direction d of the next step, leaving `st` as it is: that step at
@@ -123,8 +127,8 @@ private:
         }
     }
 
-    void apply(Eigen::Ref<Vec<S>> x, const Eigen::Ref<const Vec<S>>& g) {
-        apply_at(this->state_, this->options(), this->options().lr(this->state_.step), x, g);
+    bool apply(Eigen::Ref<Vec<S>> x, const Eigen::Ref<const Vec<S>>& g) {
+        return apply_at(this->state_, this->options(), this->options().lr(this->state_.step), x, g);
     }
 };
 

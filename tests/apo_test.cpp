@@ -382,6 +382,34 @@ TEST_CASE("APO's look-ahead: a failure or a non-finite meta-gradient changes not
     }
 }
 
+TEST_CASE("APO refuses a learning rate η₀e^φ that overflows, in a state or from a meta-step",
+          "[apo]") {
+    const scaltra::problems::Sphere<float> f(4);
+    // φ = 100 is finite, but 0.01·e^100 is not a float.
+    scaltra::Apo<float> apo(4, {.base = {.lr = 0.01f}, .interval = 1, .lambda_wsd = 0});
+    const auto before = apo.state();
+    auto state = before;
+    state.phi[0] = 100;
+    CHECK_THROWS_WITH(apo.set_state(state), Catch::Contains("phi") && Catch::Contains("η₀e^φ"));
+    std::stringstream saved;
+    scaltra::save_state<float>(saved, apo.name(), state);
+    apo.meta_optimizer()->save(saved);
+    CHECK_THROWS_AS(apo.load(saved), scaltra::CorruptState);
+    CHECK(scaltra::bitwise_equal(apo.state(), before));
+
+    // A meta-step of 1e3 on φ (Adam's first step is ±lr; a larger η lowers Q on
+    // the sphere when η is this small) leaves φ finite and η infinite: the move
+    // throws before x moves.
+    scaltra::Apo<float> leaping(
+        4, {.base = {.lr = 0.01f}, .interval = 1, .lambda_wsd = 0, .meta = {.lr = 1e3f}});
+    Vec<float> x = Vec<float>::Ones(4);
+    const Vec<float> x_before = x;
+    CHECK_THROWS_WITH(leaping.step(x, f), Catch::Contains("diverged"));
+    CHECK(std::isfinite(leaping.state().phi[0]));
+    CHECK(leaping.state().phi[0] > 88);
+    CHECK(testing::bitwise_equal(x, x_before));
+}
+
 TEST_CASE("APO in the drivers: look-aheads are counted, not reported as the step's loss",
           "[apo][train]") {
     const scaltra::problems::IllConditionedQuadratic<double> f(8, 10.0, 3);

@@ -1,6 +1,8 @@
 // autodiff/: every op's backward rule against central differences (double, and
 // float against double differences), on random shapes including 1×1, bias
 // broadcasting and transposes; bad input; scopes; external leaves.
+#include <cmath>
+#include <limits>
 #include <vector>
 
 #include <scaltra/autodiff.hpp>
@@ -84,6 +86,17 @@ TEMPLATE_TEST_CASE("elementwise ops: backward matches central differences", "[au
         // The same operand twice: adjoints must accumulate.
         CHECK(check1([](auto v) { return ad::mul(v[0], v[0]); }, a) < tolerance<S>());
     }
+}
+
+TEST_CASE("gradient_error counts a non-finite gradient as an infinite error, and needs step > 0",
+          "[autodiff]") {
+    auto sum_exp = [](auto v) { return ad::sum(ad::exp(v[0])); };
+    const Mat<double> big = Mat<double>::Constant(1, 1, 1000.0);  // e¹⁰⁰⁰ overflows: fd is NaN
+    CHECK(ad::gradient_error<double>(sum_exp, {big}) == std::numeric_limits<double>::infinity());
+    const Mat<double> one = Mat<double>::Ones(1, 1);
+    CHECK(ad::gradient_error<double>(sum_exp, {one}) < 1e-6);
+    CHECK_THROWS_AS(ad::gradient_error<double>(sum_exp, {one}, 0.0), scaltra::InvalidArgument);
+    CHECK_THROWS_AS(ad::gradient_error<double>(sum_exp, {one}, NAN), scaltra::InvalidArgument);
 }
 
 TEMPLATE_TEST_CASE("bias broadcasting over columns and rows", "[autodiff]", float, double) {
@@ -333,6 +346,14 @@ TEST_CASE("mark and rewind: an inner recording leaves the outer one intact", "[a
     tape.clear();
     CHECK(tape.size() == 0);
     CHECK_THROWS_AS(x.value(), scaltra::InvalidArgument);
+
+    // A mark of a tape with more values than this one holds is refused, even when
+    // its node count fits.
+    ad::Tape<double> big;
+    big.variable(Mat<double>::Zero(10, 10));
+    ad::Tape<double> small;
+    small.variable(Mat<double>::Zero(1, 1));
+    CHECK_THROWS_WITH(small.rewind(big.mark()), Catch::Contains("another tape's"));
 }
 
 TEMPLATE_TEST_CASE("large products (the packed-GEMM path) match Eigen's, forward and backward, "

@@ -2,6 +2,7 @@
 // the test problems' gradients against central differences.
 #include <array>
 #include <cmath>
+#include <limits>
 #include <numeric>
 #include <set>
 #include <sstream>
@@ -51,6 +52,11 @@ TEST_CASE("Layout lays named blocks out one after another", "[core][layout]") {
     CHECK_THROWS_AS(layout.at("nope"), scaltra::InvalidArgument);
     CHECK_THROWS_AS(layout.add("W1", 1, 1), scaltra::InvalidArgument);
     CHECK_THROWS_AS(layout.add("z", 0, 1), scaltra::InvalidArgument);
+    const Index big = Index{1} << 32;
+    CHECK_THROWS_WITH(layout.add("huge", big, big), Catch::Contains("overflows"));
+    scaltra::Layout almost_full;
+    almost_full.add("a", std::numeric_limits<Index>::max() - 3);
+    CHECK_THROWS_WITH(almost_full.add("b", 2, 2), Catch::Contains("overflows"));
     CHECK(layout.size() == 12);  // the failed adds left it unchanged
 
     Vec<double> w(12);
@@ -65,6 +71,11 @@ TEST_CASE("Layout lays named blocks out one after another", "[core][layout]") {
     CHECK(W2(0, 2) == 11.0);
     Vec<double> short_vector(5);
     CHECK_THROWS_AS(scaltra::block_view(short_vector, layout.at("W2")), scaltra::DimensionMismatch);
+    // A hand-built block before the vector's start, or of a negative shape.
+    CHECK_THROWS_AS(scaltra::block_view(w, scaltra::Block{"w", -4, 2, 2}),
+                    scaltra::DimensionMismatch);
+    CHECK_THROWS_AS(scaltra::block_view(w, scaltra::Block{"w", 2, -2, 3}),
+                    scaltra::DimensionMismatch);
 
     const scaltra::Layout single = Index(7);
     CHECK(single.size() == 7);
@@ -101,6 +112,8 @@ TEST_CASE("Rng is deterministic per seed and its draws have the right moments", 
         CHECK(k == Approx(10000).margin(400));
 
     CHECK_THROWS_AS(r.below(0), scaltra::InvalidArgument);
+    CHECK_THROWS_AS(r.permutation(-1), scaltra::InvalidArgument);
+    CHECK_THROWS_AS(r.normal_vector<float>(-2), scaltra::InvalidArgument);
 
     const auto p = r.permutation(100);
     CHECK(std::set<Index>(p.begin(), p.end()).size() == 100);
@@ -352,4 +365,9 @@ TEST_CASE("test problems: gradients match central differences, optima are statio
     CHECK_THROWS_AS(LogisticRegression<double>(scaltra::Mat<double>::Ones(2, 2),
                                                Vec<double>::Constant(2, 0.5), 0.1),
                     scaltra::InvalidArgument);
+    CHECK_THROWS_WITH(Rosenbrock<double>(2, NAN), Catch::Contains("Invalid a"));
+    scaltra::Mat<double> with_inf = scaltra::Mat<double>::Ones(2, 2);
+    with_inf(1, 0) = std::numeric_limits<double>::infinity();
+    CHECK_THROWS_WITH(LogisticRegression<double>(with_inf, Vec<double>::Ones(2), 0.1),
+                      Catch::Contains("finite"));
 }

@@ -1,10 +1,12 @@
 // data/: the IDX reader and the Fashion-MNIST loader on files the test writes
 // itself, valid and corrupted, gzipped and raw.
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <span>
 #include <string>
 #include <vector>
@@ -113,7 +115,11 @@ TEST_CASE("corrupt IDX files raise CorruptData naming the file and the problem",
     Bytes longer = good;
     longer.push_back(7);
     rejects(longer, "size mismatch");
+    // 2¹⁷·2¹⁷·2³⁰ bytes: the product wraps to 0 in 64 bits unless checked first.
+    rejects(idx({1u << 17, 1u << 17, 1u << 30}, {}), "implausibly large");
+    rejects(idx({1u << 17, 1u << 18}, {}), "implausibly large");  // 2³⁵ bytes
     CHECK_THROWS_AS(scaltra::data::read_idx((dir.path / "absent").string()), scaltra::MissingData);
+    CHECK_THROWS_WITH(scaltra::data::read_idx(dir.path.string()), Catch::Contains("directory"));
 }
 
 TEST_CASE("Fashion-MNIST loads from a directory, the environment, or says what to install",
@@ -208,6 +214,17 @@ TEST_CASE("minibatches cover every example once per epoch, in a seeded order", "
     CHECK(!std::ranges::equal(other_seed.batch(0).labels, seed_42.batch(0).labels));
     CHECK_THROWS_AS(batches.batch(3), scaltra::InvalidArgument);
     CHECK_THROWS_AS(scaltra::data::Minibatches<float>(set, 0, 1), scaltra::InvalidArgument);
+    CHECK_THROWS_AS(scaltra::data::Minibatches<float>(set, -3, 1), scaltra::InvalidArgument);
+    // A batch beyond the set is the whole set (it allocates 10 columns, not 2⁶⁰).
+    scaltra::data::Minibatches<float> whole(set, scaltra::Index{1} << 60, 42);
+    CHECK(whole.batches_per_epoch() == 1);
+    CHECK(whole.batch(0).labels.size() == 10);
+    // One label per example, or the batches and the split would read past them.
+    auto short_labels = set;
+    short_labels.labels.pop_back();
+    CHECK_THROWS_WITH(scaltra::data::Minibatches<float>(short_labels, 4, 1),
+                      Catch::Contains("9 labels for 10 examples"));
+    CHECK_THROWS_AS(scaltra::data::split(short_labels, 3, 7), scaltra::DimensionMismatch);
 
     const auto [train, validation] = scaltra::data::split(set, 3, 7);
     CHECK(train.size() == 7);
@@ -266,6 +283,9 @@ TEST_CASE("synthetic tasks follow their definitions", "[data]") {
     }
     CHECK_THROWS_AS(scaltra::data::smooth_interpolation_task<float>(rng, 5, 5, 1, 1),
                     scaltra::InvalidArgument);
+    CHECK_THROWS_WITH(scaltra::data::smooth_interpolation_task<float>(
+                          rng, 5, 5, -std::numeric_limits<double>::infinity(), 1),
+                      Catch::Contains("finite"));
     CHECK_THROWS_AS(scaltra::data::beverton_holt_task<float>(rng, 0), scaltra::InvalidArgument);
 }
 

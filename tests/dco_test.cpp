@@ -446,6 +446,28 @@ TEST_CASE("meta_train refuses bad input and keeps what was learned", "[dco]") {
     }
 }
 
+TEST_CASE("add_meta_gradient refuses a meta-gradient of the wrong size and another's workspace",
+          "[dco]") {
+    auto ls = small_least_squares(1);
+    scaltra::Dcogd<double> opt(6, {});
+    auto ws = opt.workspace(2);
+    opt.meta_gradient(ls[0], ws);
+    const Index size = opt.state().phi.size();
+    REQUIRE(size == 36);
+    Vec<double> h = Vec<double>::Zero(size);
+    Vec<double> short_h = Vec<double>::Zero(6);  // n, not n²: DCOGD would write past it
+    CHECK_THROWS_AS(opt.add_meta_gradient(ws, 1.0, short_h), scaltra::DimensionMismatch);
+    CHECK(short_h.isZero(0));
+    scaltra::Dcogd<double> larger(8, {});
+    Vec<double> h8 = Vec<double>::Zero(64);
+    CHECK_THROWS_WITH(larger.add_meta_gradient(ws, 1.0, h8),
+                      Catch::Contains("a workspace for 6 parameters"));
+    CHECK_THROWS_WITH(opt.add_meta_gradient(ws, NAN, h), Catch::Contains("weight"));
+    CHECK(h.isZero(0));
+    opt.add_meta_gradient(ws, 1.0, h);
+    CHECK(!h.isZero(0));
+}
+
 TEST_CASE("DCO's learned state saves, loads and resumes, restart keeps it, and DCOGD's size "
           "is limited",
           "[dco]") {

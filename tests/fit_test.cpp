@@ -6,8 +6,10 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <sstream>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <scaltra/data.hpp>
@@ -65,6 +67,24 @@ struct StopAtStep {
         return p.iteration == at;
     }
 };
+
+/// Adam reporting a state of our choosing: an optimizer of the concept whose
+/// state has diverged, which none of the library's reaches.
+struct Diverged {
+    using Scalar = float;
+    scaltra::Adam<float> adam;
+    scaltra::Adam<float>::State state_;
+    template <class F>
+    float step(Eigen::Ref<Vec<float>> x, F&& f) {
+        return adam.step(x, f);
+    }
+    void reset() { adam.reset(); }
+    std::string_view name() const { return adam.name(); }
+    void save(std::ostream& out) const { adam.save(out); }
+    void load(std::istream& in) { adam.load(in); }
+    const scaltra::Adam<float>::State& state() const { return state_; }
+};
+static_assert(scaltra::Optimizer<Diverged>);
 
 }  // namespace
 
@@ -129,6 +149,16 @@ TEST_CASE("fit stops on an early-stop callback and validates its input", "[fit]"
     short_labels.labels.pop_back();
     CHECK_THROWS_AS(scaltra::fit(model, opt, w, short_labels, {.epochs = 1}),
                     scaltra::DimensionMismatch);
+    // Parameters of another size are refused before any callback's on_begin.
+    Vec<float> w_short = w.head(w.size() - 1);
+    std::ostringstream never;
+    CHECK_THROWS_WITH(scaltra::fit(model, opt, w_short, train, {.epochs = 1},
+                                   scaltra::EpochCsvLogger(never)),
+                      Catch::Contains("fit parameters"));
+    CHECK(never.str().empty());
+    scaltra::Adam<float> other_layout(w.size() + 1);
+    CHECK_THROWS_WITH(scaltra::fit(model, other_layout, w, train, {.epochs = 1}),
+                      Catch::Contains("the optimizer's layout"));
     CHECK(w == w_before);
     CHECK(scaltra::bitwise_equal(opt.state(), state_before));
 }
@@ -247,6 +277,23 @@ TEST_CASE("a checkpoint resumes fit bit-identically, and bad checkpoints change 
     CHECK_THROWS_WITH(scaltra::load_checkpoint(path, opt, w),
                       Catch::Contains("goes on after the optimizer's state"));
     write(good);
+    // What load would refuse is not written, and the previous checkpoint stays.
+    Vec<float> w_nan = w;
+    w_nan[3] = NAN;
+    CHECK_THROWS_AS(scaltra::save_checkpoint(path, opt, w_nan, {1, 1}), scaltra::NonFinite);
+    Vec<float> w_short = w.head(5);
+    CHECK_THROWS_AS(scaltra::save_checkpoint(path, opt, w_short, {1, 1}),
+                    scaltra::DimensionMismatch);
+    {
+        // No optimizer here reaches a non-finite state (the conformance and fault
+        // suites check it); an optimizer of the concept that does is refused.
+        Diverged diverged{opt, opt.state()};
+        diverged.state_.v[2] = std::numeric_limits<float>::infinity();
+        CHECK_THROWS_WITH(scaltra::save_checkpoint(path, diverged, w, {1, 1}),
+                          Catch::Contains("would not load") && Catch::Contains("'v'"));
+    }
+    CHECK(read_file(path.string()) == good);
+    CHECK(!std::filesystem::exists(path.string() + ".tmp"));
     scaltra::Sgd<float> other(model.layout());
     Vec<float> w_other = w;
     CHECK_THROWS_WITH(scaltra::load_checkpoint(path, other, w_other),
@@ -267,6 +314,7 @@ TEST_CASE("a checkpoint resumes fit bit-identically, and bad checkpoints change 
     CHECK_THROWS_WITH(scaltra::save_checkpoint(path, opt, w, {1, 1}),
                       Catch::Contains("cannot rename"));
     CHECK(!std::filesystem::exists(path.string() + ".tmp"));
+    CHECK_THROWS_WITH(scaltra::load_checkpoint(path, opt, w), Catch::Contains("is a directory"));
     std::filesystem::remove(path);
 
     // every = 2 over 3 epochs saves after epochs 2 and 3 (the last one always).

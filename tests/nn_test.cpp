@@ -165,5 +165,19 @@ TEST_CASE("MLP bad input throws and names the problem", "[nn]") {
     CHECK_THROWS_AS(model.loss_and_grad(w, X, short_labels, g), scaltra::DimensionMismatch);
     CHECK_THROWS_AS(model.loss_and_grad(w, X, Mat<float>::Random(2, 4), g),
                     scaltra::DimensionMismatch);
+    // An empty batch, contiguous or a strided view, would be a 0/0 loss.
+    const Mat<float> none(4, 0);
+    CHECK_THROWS_WITH(model.loss_and_grad(w, none, std::span<const Index>(), g),
+                      Catch::Contains("no examples"));
+    const Mat<float> wide = Mat<float>::Random(8, 5);
+    CHECK_THROWS_WITH(model.loss_and_grad(w, wide.topLeftCorner(4, 0), std::span<const Index>(), g),
+                      Catch::Contains("no examples"));
     CHECK(g.isZero());  // nothing was accumulated by the refused calls
+
+    scaltra::ad::Tape<float> tape;
+    const auto logits = tape.constant(Mat<float>(3, 0));
+    CHECK_THROWS_WITH(scaltra::ad::softmax_cross_entropy(logits, std::span<const Index>()),
+                      Catch::Contains("the batch is empty"));
+    CHECK_THROWS_AS(scaltra::ad::mse(logits, logits), scaltra::InvalidArgument);
+    CHECK_THROWS_AS(scaltra::ad::kl_softmax(logits, logits), scaltra::InvalidArgument);
 }

@@ -332,6 +332,28 @@ TEMPLATE_LIST_TEST_CASE("optimizer conformance", "[optim][conformance]", AllCase
         }
     }
 
+    SECTION("a non-finite x throws NonFinite under either policy, leaving all untouched") {
+        for (auto policy : {NonFinitePolicy::raise, NonFinitePolicy::skip}) {
+            auto opt = TestType::make(n, policy);
+            Vec<S> x = x0;
+            opt.step(x, quadratic);
+            const auto before = opt.state();
+            x[n - 1] = std::numeric_limits<S>::infinity();
+            const Vec<S> x_copy = x;
+            CHECK_THROWS_WITH(opt.step(x, quadratic), Catch::Contains("x is not finite"));
+            if constexpr (takes_gradients) {
+                x[0] = S(NAN);
+                const Vec<S> with_nan = x;
+                CHECK_THROWS_WITH(opt.update(x, Vec<S>::Ones(n)),
+                                  Catch::Contains("x is not finite"));
+                CHECK(testing::bitwise_equal(x, with_nan));
+                x[0] = x_copy[0];
+            }
+            CHECK(testing::bitwise_equal(x, x_copy));
+            CHECK(scaltra::bitwise_equal(opt.state(), before));
+        }
+    }
+
     SECTION("update on a block of meta-parameters equals step with the same gradient") {
         if constexpr (takes_gradients) {
             auto a = TestType::make(n);

@@ -234,6 +234,14 @@ TEST_CASE("Clip::apply limits the global norm or each element, and leaves non-fi
         CHECK_THROWS_WITH(scaltra::clip_by_value(threshold, scaltra::Sgd<float>(2)),
                           Catch::Contains("max_abs"));
     }
+    // 1e-50 is positive as a double and 0 as a float: it would zero every gradient.
+    CHECK_THROWS_WITH(scaltra::clip_by_global_norm(1e-50, scaltra::Sgd<float>(2)),
+                      Catch::Contains("rounds to 0"));
+    CHECK_NOTHROW(scaltra::clip_by_global_norm(1e-50, scaltra::Sgd<double>(2)));
+    Vec<double> untouched = Vec<double>::Ones(2);
+    CHECK_THROWS_AS(scaltra::Clip({scaltra::Clip::Kind::value, -1}).apply<double>(untouched),
+                    scaltra::InvalidArgument);
+    CHECK(untouched == Vec<double>::Ones(2));
     auto opt = scaltra::clip_by_value(1.0, scaltra::Sgd<float>(3));
     Vec<float> x = Vec<float>::Zero(3);
     CHECK_THROWS_AS(opt.update(x, Vec<float>::Ones(2)), scaltra::DimensionMismatch);

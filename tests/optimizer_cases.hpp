@@ -5,6 +5,7 @@
 #pragma once
 
 #include <functional>
+#include <limits>
 #include <string>
 #include <tuple>
 #include <utility>
@@ -71,7 +72,7 @@ struct AdamCase {
                  }},
                 {"eps",
                  [] {
-                     Opt(2, {.eps = -1e-8});
+                     Opt(2, {.eps = 0});  // a zero gradient coordinate would give 0/0
                  }},
                 {"weight_decay", [] {
                      Opt(2, {.weight_decay = -1});
@@ -118,7 +119,7 @@ struct RmsPropCase {
                  }},
                 {"eps",
                  [] {
-                     Opt(2, {.eps = -1});
+                     Opt(2, {.eps = 0});
                  }},
                 {"weight_decay",
                  [] {
@@ -154,7 +155,7 @@ struct AdaGradCase {
                      Opt(2, {.initial_accumulator_value = -1});
                  }},
                 {"eps", [] {
-                     Opt(2, {.eps = -1});
+                     Opt(2, {.eps = 0});
                  }}};
     }
 };
@@ -202,6 +203,10 @@ struct ScaltraCase {
                  [] {
                      Opt(2, {.alpha0 = 1e7});
                  }},  // τ₀ below tau_min
+                {"alpha0",
+                 [] {
+                     Opt(2, {.alpha0 = std::numeric_limits<S>::denorm_min()});
+                 }},  // τ₀ = γ₀/α₀ overflows
                 {"lr", [] {
                      Opt(2, {.meta = {.lr = -1}});
                  }}};

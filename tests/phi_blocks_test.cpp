@@ -100,4 +100,11 @@ TEST_CASE("SCALTRA's phi blocks b:<block> and rho:<block> are its b and rho", "[
     // Under per_matrix, a matrix block's factor is "B:W", of W's shape.
     CHECK(opt.meta_layout().at("B:W").rows == 3);
     CHECK(opt.meta_layout().at("B:W").cols == 2);
+    // Per-block getters name the block index asked for, not φ's.
+    CHECK_THROWS_WITH(opt.tau(2), Catch::Contains("Block index 2 out of range"));
+    CHECK_THROWS_AS(opt.b_norm(5), scaltra::InvalidArgument);
+    CHECK_THROWS_AS(opt.effective_step(2), scaltra::InvalidArgument);
+    scaltra::ApoP<double> apop(layout, {});
+    CHECK(apop.lr(1) == Approx(apop.options().lr));
+    CHECK_THROWS_WITH(apop.lr(2), Catch::Contains("Block index 2 out of range"));
 }

@@ -457,6 +457,29 @@ TEMPLATE_TEST_CASE("S5: τ stays positive and nothing turns NaN under huge meta-
         }
 }
 
+TEST_CASE("a state whose γ the SCA rule would turn negative is refused", "[scaltra]") {
+    // Saved under ε = 1e-3, resumed under ε = 0.5: γ = 3 would become 3(1 − 1.5) < 0.
+    scaltra::Scaltra<double> opt(3, {.gamma0 = 1, .epsilon = 0.5});
+    const auto before = opt.state();
+    auto state = before;
+    state.gamma = 3;
+    CHECK_THROWS_WITH(opt.set_state(state), Catch::Contains("gamma")
+                                                && Catch::Contains("ε·γ < 1"));
+    CHECK(scaltra::bitwise_equal(opt.state(), before));
+    std::stringstream saved;
+    scaltra::save_state<double>(saved, opt.name(), state);
+    opt.meta_optimizer()->save(saved);
+    CHECK_THROWS_AS(opt.load(saved), scaltra::CorruptState);
+    CHECK(scaltra::bitwise_equal(opt.state(), before));
+    // The geometric rule has no such bound.
+    scaltra::Scaltra<double> geometric(3,
+                                       {.gamma0 = 1, .gamma_rule = scaltra::GammaRule::geometric});
+    auto g_state = geometric.state();
+    g_state.gamma = 3;
+    geometric.set_state(g_state);
+    CHECK(geometric.state().gamma == 3);
+}
+
 TEST_CASE("SCALTRA: save and load mid-run restore the meta-optimizer too", "[scaltra]") {
     const scaltra::problems::Rosenbrock<double> f(4);
     scaltra::Scaltra<double> a(4, {.alpha0 = 1e-3, .meta = {.lr = 1e-2}});

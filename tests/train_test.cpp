@@ -229,6 +229,17 @@ TEST_CASE("GradientClipByNorm rescales long gradients before the step", "[train]
     CHECK(x[0] == Approx(3.0 - 0.3));
     CHECK(x[1] == Approx(4.0 - 0.4));
     CHECK_THROWS_AS(scaltra::GradientClipByNorm(0), scaltra::InvalidArgument);
+
+    // A float gradient of norm 2e30: its sum of squares overflows, and the clip
+    // still scales it to norm 0.5 (it did zero it, dividing by an infinite norm).
+    auto steep = [](const Eigen::Ref<const Vec<float>>& at, Eigen::Ref<Vec<float>> g) {
+        g.setConstant(1e30f);
+        return 1e30f * at.sum();
+    };
+    Vec<float> y = Vec<float>::Zero(4);
+    scaltra::Sgd<float> sgd(4, {.lr = 1.0f});
+    scaltra::minimize(sgd, steep, y, {.max_iterations = 1}, scaltra::GradientClipByNorm(0.5));
+    CHECK(y.isApprox(Vec<float>::Constant(4, -0.25f), 1e-6f));
 }
 
 TEST_CASE("loggers write what they promise", "[train]") {

@@ -2,7 +2,8 @@
 // picks the form: odd, the rest is gzip-compressed before it is read (the reader
 // then parses fuzzed IDX through zlib); even, the rest is the file as it is (raw
 // IDX, or a fuzzed gzip stream). The reader must return an array whose size
-// matches its dimensions, or throw CorruptData.
+// matches its dimensions (their product computed without wrapping), or throw
+// CorruptData.
 #include <scaltra/data/idx.hpp>
 
 #include "fuzz_target.hpp"
@@ -26,7 +27,8 @@ void fuzz_idx(std::span<const std::uint8_t> input) {
         const scaltra::data::IdxArray array = scaltra::data::read_idx(path.string());
         std::uint64_t total = 1;
         for (std::uint32_t d : array.dims)
-            total *= d;
+            if (__builtin_mul_overflow(total, std::uint64_t{d}, &total))
+                fuzz_fail("read_idx took dimensions whose product overflows 64 bits");
         if (array.dims.empty() || array.dims.size() > 4 || total != array.bytes.size())
             fuzz_fail("read_idx returned an array that does not match its dimensions");
     } catch (const scaltra::CorruptData&) {

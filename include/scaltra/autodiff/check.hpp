@@ -4,9 +4,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <span>
 #include <vector>
 
+#include "../core/validate.hpp"
 #include "tape.hpp"
 
 namespace scaltra::ad {
@@ -15,9 +17,12 @@ namespace scaltra::ad {
 /// the tape computes in scalar S and central differences computed in double:
 /// |g − fd| / max(1, |fd|). `record(leaves)` records a computation on the leaves'
 /// tape and returns its 1×1 result; it must be generic in the scalar (a lambda
-/// taking `auto leaves`), as it is also recorded on a Tape<double>.
+/// taking `auto leaves`), as it is also recorded on a Tape<double>. A non-finite
+/// gradient or difference is an infinite error (a NaN would compare as no error).
+/// Throws InvalidArgument unless step > 0.
 template <class S, class Record>
 double gradient_error(Record&& record, const std::vector<Mat<double>>& inputs, double step = 1e-6) {
+    scaltra::detail::require_positive("step", step);
     Tape<S> tape;
     std::vector<Var<S>> leaves;
     for (const auto& input : inputs)
@@ -45,8 +50,10 @@ double gradient_error(Record&& record, const std::vector<Mat<double>>& inputs, d
             const double down = value_at();
             x[k](i) = original;
             const double fd = (up - down) / (2 * h);
-            worst = std::max(
-                worst, std::abs(static_cast<double>(grad(i)) - fd) / std::max(1.0, std::abs(fd)));
+            const double error =
+                std::abs(static_cast<double>(grad(i)) - fd) / std::max(1.0, std::abs(fd));
+            worst = std::isnan(error) ? std::numeric_limits<double>::infinity()
+                                      : std::max(worst, error);
         }
     }
     return worst;

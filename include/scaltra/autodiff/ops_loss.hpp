@@ -71,6 +71,12 @@ void kl_backward(Tape<S>& t, const Node<S>& n) {
     }
 }
 
+/// A mean over no elements is 0/0: an empty batch is refused by name.
+inline void require_examples(std::string_view op, Index count) {
+    if (count == 0)
+        throw InvalidArgument(scaltra::detail::concat(op, ": the batch is empty"));
+}
+
 }  // namespace detail
 
 /// Mean softmax cross-entropy of logits (classes × batch) against integer labels
@@ -78,6 +84,7 @@ void kl_backward(Tape<S>& t, const Node<S>& n) {
 template <class S>
 Var<S> softmax_cross_entropy(const Var<S>& logits, std::span<const Index> labels) {
     const Index classes = logits.rows(), batch = logits.cols();
+    detail::require_examples("softmax_cross_entropy", batch);
     if (static_cast<Index>(labels.size()) != batch)
         throw DimensionMismatch(scaltra::detail::concat(
             "softmax_cross_entropy: ", labels.size(), " labels for logits ", classes, "x", batch));
@@ -101,6 +108,7 @@ template <class S>
 Var<S> mse(const Var<S>& a, const Var<S>& b) {
     if (a.rows() != b.rows() || a.cols() != b.cols())
         detail::shape_error("mse", a, b, "must be equal");
+    detail::require_examples("mse", a.rows() * a.cols());
     Tape<S>& t = a.tape();
     Var<S> y = t.push(1, 1, &detail::mse_backward<S>, {a, b});
     t.value(y)(0, 0) =
@@ -113,6 +121,7 @@ template <class S>
 Var<S> kl_softmax(const Var<S>& target, const Var<S>& logits) {
     if (target.rows() != logits.rows() || target.cols() != logits.cols())
         detail::shape_error("kl_softmax", target, logits, "must be equal");
+    detail::require_examples("kl_softmax", logits.cols());
     Tape<S>& t = target.tape();
     Var<S> y = t.push(1, 1, &detail::kl_backward<S>, {target, logits});
     auto T = t.value(target);

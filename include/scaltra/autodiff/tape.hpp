@@ -149,7 +149,7 @@ public:
     /// Block `b` of a flat parameter vector as a leaf (a view reshaped to the
     /// block's matrix), its gradient landing in the same block of `gradient`.
     Var<S> leaf(const Eigen::Ref<const Vec<S>>& flat, Eigen::Ref<Vec<S>> gradient, const Block& b) {
-        if (flat.size() != gradient.size() || b.offset + b.size() > flat.size())
+        if (flat.size() != gradient.size() || !fits(b, flat.size()))
             throw DimensionMismatch(
                 scaltra::detail::concat("leaf: block '", b.name, "' [", b.offset, ", ",
                                         b.offset + b.size(), ") does not fit a vector of ",
@@ -237,8 +237,9 @@ public:
 
     /// Drops every node recorded after `m`; their Vars become invalid.
     void rewind(const Mark& m) {
-        if (m.nodes > nodes_.size())
-            throw InvalidArgument("rewind: the mark is ahead of the tape (already rewound?)");
+        if (m.nodes > nodes_.size() || m.values > values_.top() || m.integers > integers_.top())
+            throw InvalidArgument(
+                "rewind: the mark is ahead of the tape (already rewound, or another tape's?)");
         nodes_.resize(m.nodes);  // shrinking: no allocation
         values_.reset(m.values);
         adjoints_.reset(m.values);

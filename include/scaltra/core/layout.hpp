@@ -3,6 +3,7 @@
 // blocks) know where each layer lives. Blocks are stored column-major, as Eigen.
 #pragma once
 
+#include <limits>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -38,6 +39,10 @@ public:
         if (rows <= 0 || cols <= 0)
             throw InvalidArgument(detail::concat("Invalid shape of block '", name, "': ", rows, "x",
                                                  cols, ", both must be positive"));
+        constexpr Index most = std::numeric_limits<Index>::max();
+        if (rows > most / cols || size_ > most - rows * cols)
+            throw InvalidArgument(detail::concat("Invalid shape of block '", name, "': ", rows, "x",
+                                                 cols, " overflows the layout's size"));
         if (find(name) != nullptr)
             throw InvalidArgument(detail::concat("Duplicate block name '", name, "'"));
         blocks_.push_back(Block{std::move(name), size_, rows, cols});
@@ -50,10 +55,15 @@ public:
     std::size_t num_blocks() const { return blocks_.size(); }
     const std::vector<Block>& blocks() const { return blocks_; }
     const Block& operator[](std::size_t i) const {
+        require_index(i);
+        return blocks_[i];
+    }
+
+    /// Throws InvalidArgument unless i < num_blocks().
+    void require_index(std::size_t i) const {
         if (i >= blocks_.size())
             throw InvalidArgument(detail::concat(
                 "Block index ", i, " out of range: the layout has ", blocks_.size(), " blocks"));
-        return blocks_[i];
     }
 
     /// The block called `name`, or nullptr.
@@ -78,8 +88,14 @@ private:
     Index size_ = 0;
 };
 
+/// Whether `b` lies inside a vector of n elements (a hand-built Block may not).
+inline bool fits(const Block& b, Index n) {
+    return b.offset >= 0 && b.rows >= 0 && b.cols >= 0 && b.offset <= n - b.size();
+}
+
 /// Block `b` of a flat vector `x` (a Vec, Map or Ref), viewed as its rows×cols
-/// matrix without a copy; const when `x` is. Throws when `x` is too short. Takes
+/// matrix without a copy; const when `x` is. Throws when `x` is too short (or
+/// the block has a negative offset or shape: one not made by a Layout). Takes
 /// lvalues only, so a view never outlives a temporary vector.
 template <class Flat>
 auto block_view(Flat& x, const Block& b) {
@@ -87,9 +103,9 @@ auto block_view(Flat& x, const Block& b) {
     using S = std::remove_const_t<std::remove_pointer_t<Pointer>>;
     using Matrix =
         std::conditional_t<std::is_const_v<std::remove_pointer_t<Pointer>>, const Mat<S>, Mat<S>>;
-    if (b.offset + b.size() > x.size())
-        throw DimensionMismatch(detail::concat("Block '", b.name, "' ends at element ",
-                                               b.offset + b.size(), " but the vector has ",
+    if (!fits(b, x.size()))
+        throw DimensionMismatch(detail::concat("Block '", b.name, "' [", b.offset, ", ",
+                                               b.offset + b.size(), ") does not fit a vector of ",
                                                x.size()));
     return Eigen::Map<Matrix>(x.data() + b.offset, b.rows, b.cols);
 }

@@ -15,6 +15,7 @@
 
 #include "error.hpp"
 #include "types.hpp"
+#include "validate.hpp"
 
 namespace scaltra {
 
@@ -84,6 +85,7 @@ public:
     /// Vector of independent N(mean, stddev²) draws.
     template <class S>
     Vec<S> normal_vector(Index n, S mean = S(0), S stddev = S(1)) {
+        detail::require_nonnegative("n", n);
         Vec<S> v(n);
         for (Index i = 0; i < n; ++i)
             v[i] = static_cast<S>(normal(mean, stddev));
@@ -99,6 +101,7 @@ public:
 
     /// A uniformly random permutation of 0..n-1.
     std::vector<Index> permutation(Index n) {
+        detail::require_nonnegative("n", n);
         std::vector<Index> p(static_cast<std::size_t>(n));
         for (Index i = 0; i < n; ++i)
             p[static_cast<std::size_t>(i)] = i;

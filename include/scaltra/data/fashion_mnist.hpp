@@ -39,8 +39,9 @@ namespace detail {
 
 /// `name`.gz in dir, or `name` uncompressed; MissingData naming the package if neither.
 inline std::string find_file(const std::string& dir, const std::string& name) {
+    std::error_code ec;  // a directory we may not read is one without the files
     for (const std::string& candidate : {dir + "/" + name + ".gz", dir + "/" + name})
-        if (std::filesystem::exists(candidate))
+        if (std::filesystem::exists(candidate, ec))
             return candidate;
     throw MissingData(scaltra::detail::concat(
         "Fashion-MNIST: no ", name, "(.gz) in '", dir,

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <filesystem>
 #include <memory>
 #include <string>
 #include <vector>
@@ -50,6 +51,9 @@ inline std::size_t read_up_to(gzFile file, void* out, std::size_t n) {
 /// Reads an IDX file of unsigned bytes (gzipped or raw).
 inline IdxArray read_idx(const std::string& path) {
     using scaltra::detail::concat;
+    std::error_code ec;
+    if (std::filesystem::is_directory(path, ec))  // which gzopen opens
+        throw MissingData(concat("'", path, "' is a directory, not an IDX file"));
     std::unique_ptr<gzFile_s, detail::GzClose> file(gzopen(path.c_str(), "rb"));
     if (!file)
         throw MissingData(concat("Cannot open '", path, "'"));
@@ -72,9 +76,10 @@ inline IdxArray read_idx(const std::string& path) {
         const std::uint32_t size = (std::uint32_t{be[0]} << 24) | (std::uint32_t{be[1]} << 16)
                                    | (std::uint32_t{be[2]} << 8) | std::uint32_t{be[3]};
         out.dims.push_back(size);
-        total *= size;
-        if (total > (std::uint64_t{1} << 34))
+        constexpr std::uint64_t most = std::uint64_t{1} << 34;  // bytes; checked before it wraps
+        if (size != 0 && total > most / size)
             throw CorruptData(concat("'", path, "' declares implausibly large dimensions"));
+        total *= size;
     }
     // The data in pieces that double from 64 KiB to 64 MiB, the buffer growing as
     // they arrive: a header that declares more than the file holds (a 20-byte

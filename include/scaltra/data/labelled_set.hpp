@@ -2,9 +2,11 @@
 #pragma once
 
 #include <span>
+#include <string_view>
 #include <type_traits>
 #include <vector>
 
+#include "../core/error.hpp"
 #include "../core/types.hpp"
 
 namespace scaltra::data {
@@ -16,6 +18,15 @@ struct LabelledSet {
 
     Index size() const { return inputs.cols(); }
 };
+
+/// Throws DimensionMismatch unless `set` has one label per example (`what`
+/// names the caller).
+template <Real S>
+void require_one_label_each(const LabelledSet<S>& set, std::string_view what) {
+    if (static_cast<Index>(set.labels.size()) != set.size())
+        throw DimensionMismatch(scaltra::detail::concat(what, ": ", set.labels.size(),
+                                                        " labels for ", set.size(), " examples"));
+}
 
 /// Copies the examples `which` of `set` into the first which.size() columns of
 /// `inputs` and entries of `labels` (sized by the caller: no allocation here).

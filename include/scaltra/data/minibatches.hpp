@@ -3,6 +3,7 @@
 // inputs are contiguous (the tape can view them) and no batch allocates.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <numeric>
 #include <span>
@@ -24,18 +25,16 @@ public:
         std::span<const Index> labels;
     };
 
-    /// Batches of `batch_size` examples (the last of an epoch may be smaller) of
-    /// `set`, which must outlive this object; shuffled anew every epoch, in an
-    /// order that depends only on `seed` and the epoch number. Starts at epoch 0.
+    /// Batches of `batch_size` examples (the last of an epoch may be smaller; a
+    /// batch_size beyond the set's size means the whole set) of `set`, which must
+    /// outlive this object; shuffled anew every epoch, in an order that depends
+    /// only on `seed` and the epoch number. Starts at epoch 0.
     Minibatches(const LabelledSet<S>& set, Index batch_size, std::uint64_t seed)
         : set_(set),
-          batch_size_(batch_size),
+          batch_size_(checked_batch_size(set, batch_size)),
           seed_(seed),
-          inputs_(set.inputs.rows(), batch_size),
-          labels_(static_cast<std::size_t>(batch_size)) {
-        scaltra::detail::require_positive("batch_size", batch_size_);
-        if (set_.size() == 0)
-            throw InvalidArgument("Minibatches: the set is empty");
+          inputs_(set.inputs.rows(), batch_size_),
+          labels_(static_cast<std::size_t>(batch_size_)) {
         order_.resize(static_cast<std::size_t>(set_.size()));
         start_epoch(0);
     }
@@ -70,6 +69,16 @@ public:
     }
 
 private:
+    /// min(batch_size, set.size()), once the set and the size are checked: before
+    /// the buffers are sized by it.
+    static Index checked_batch_size(const LabelledSet<S>& set, Index batch_size) {
+        scaltra::detail::require_positive("batch_size", batch_size);
+        if (set.size() == 0)
+            throw InvalidArgument("Minibatches: the set is empty");
+        require_one_label_each(set, "Minibatches");
+        return std::min(batch_size, set.size());
+    }
+
     const LabelledSet<S>& set_;
     Index batch_size_;
     std::uint64_t seed_;
@@ -83,6 +92,7 @@ private:
 template <Real S>
 std::pair<LabelledSet<S>, LabelledSet<S>> split(const LabelledSet<S>& set, Index validation,
                                                 std::uint64_t seed) {
+    require_one_label_each(set, "split");
     if (validation < 0 || validation >= set.size())
         throw InvalidArgument(scaltra::detail::concat("Invalid validation: must be in [0, ",
                                                       set.size(), "), got ", validation));

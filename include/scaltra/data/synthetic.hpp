@@ -142,9 +142,9 @@ RegressionTask<S> smooth_interpolation_task(Rng& rng, Index train = 500, Index v
                                             double x_min = -5.0, double x_max = 5.0) {
     scaltra::detail::require_positive("train", train);
     scaltra::detail::require_positive("validation", validation);
-    if (!(x_min < x_max))
-        throw InvalidArgument(
-            scaltra::detail::concat("Invalid x range: [", x_min, ", ", x_max, "] is empty"));
+    if (!(x_min < x_max) || !std::isfinite(x_max - x_min))
+        throw InvalidArgument(scaltra::detail::concat("Invalid x range: [", x_min, ", ", x_max,
+                                                      "] must be finite and not empty"));
     const double a = rng.uniform(), b = rng.uniform(), c = rng.uniform();
     auto f = [&](double x) {
         return a * std::cos(b * x) * std::exp(-c * std::abs(x));

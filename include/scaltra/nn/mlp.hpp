@@ -200,8 +200,6 @@ public:
         if (static_cast<Index>(labels.size()) != inputs.cols())
             throw DimensionMismatch(scaltra::detail::concat("Mlp: ", labels.size(), " labels for ",
                                                             inputs.cols(), " examples"));
-        if (inputs.cols() == 0)
-            throw InvalidArgument("Mlp: evaluate on an empty set");
         double total_loss = 0;
         Index correct = 0;
         for (Index j = 0; j < inputs.cols(); j += chunk) {
@@ -239,6 +237,8 @@ private:
         if (inputs.rows() != input_size())
             throw DimensionMismatch(scaltra::detail::concat(
                 "Mlp: inputs have ", inputs.rows(), " features, the model takes ", input_size()));
+        if (inputs.cols() == 0)
+            throw InvalidArgument("Mlp: no examples (the batch or set is empty)");
     }
 
     void check_targets(const Eigen::Ref<const Mat<S>>& inputs,

@@ -29,7 +29,7 @@ struct AdaGradOptions {
         detail::require_nonnegative("lr_decay", lr_decay);
         detail::require_nonnegative("weight_decay", weight_decay);
         detail::require_nonnegative("initial_accumulator_value", initial_accumulator_value);
-        detail::require_nonnegative("eps", eps);
+        detail::require_positive("eps", eps);  // 0 would make a zero gradient 0/0
     }
 };
 

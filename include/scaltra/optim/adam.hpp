@@ -32,7 +32,7 @@ struct AdamFamilyOptions {
         lr.validate("lr");
         detail::require_in("beta1", beta1, S(0), Bound::closed, S(1), Bound::open);
         detail::require_in("beta2", beta2, S(0), Bound::closed, S(1), Bound::open);
-        detail::require_nonnegative("eps", eps);
+        detail::require_positive("eps", eps);  // 0 would make a zero gradient 0/0
         detail::require_nonnegative("weight_decay", weight_decay);
     }
 };

@@ -214,9 +214,19 @@ public:
         return ad::scale(ad::scale(d, ad::exp(phi)), -eta0_);
     }
 
-    /// The base's step at η, which advances its state.
+    /// Rejects a φ whose rate η₀e^φ overflows (φ finite, past log(max/η₀)).
+    void check_state(const State& state) const {
+        require_state(std::isfinite(lr(state)), "phi",
+                      "gives a learning rate η₀e^φ that is not finite");
+    }
+
+    /// The base's step at η, which advances its state; an η that overflowed
+    /// (φ has diverged) throws NonFinite before x or the base's state moves.
     void move(State& state, Eigen::Ref<Vec<S>> x, const Eigen::Ref<const Vec<S>>& g) const {
-        BaseOpt::apply_at(state.base, options_.base, lr(state), x, g);
+        const S eta = lr(state);
+        if (!std::isfinite(eta))
+            throw meta_parameters_diverged(kName);
+        BaseOpt::apply_at(state.base, options_.base, eta, x, g);
     }
 
 private:
@@ -537,8 +547,12 @@ class ApoP : public OnlineMeta<detail::ApoPRule<S, typename MetaOpt::Options>, M
 public:
     using Loop::Loop;
 
-    /// Block l's effective learning rate: tr(P)/(pq) for a weight matrix, η for another.
-    S lr(std::size_t l) const { return this->rule().block_lr(this->state(), l); }
+    /// Block l's effective learning rate: tr(P)/(pq) for a weight matrix, η for another
+    /// (InvalidArgument for an l past the last block).
+    S lr(std::size_t l) const {
+        this->layout().require_index(l);
+        return this->rule().block_lr(this->state(), l);
+    }
 
     /// Calls f("lr:<block>", lr(l)) for every block: what CsvLogger writes.
     template <class F>

@@ -45,15 +45,23 @@ struct Clip {
     static Clip by_global_norm(double max_norm) { return {Kind::global_norm, max_norm}; }
     static Clip by_value(double max_abs) { return {Kind::value, max_abs}; }
 
+    /// Throws InvalidArgument unless threshold ∈ (0, ∞], also once rounded to S
+    /// (1e-50 is 0 as a float, and would zero every gradient).
+    template <Real S = double>
     void validate() const {
-        detail::require_in(kind == Kind::global_norm ? "max_norm" : "max_abs", threshold, 0.0,
-                           detail::Bound::open, std::numeric_limits<double>::infinity(),
-                           detail::Bound::closed);
+        const char* field = kind == Kind::global_norm ? "max_norm" : "max_abs";
+        detail::require_in(field, threshold, 0.0, detail::Bound::open,
+                           std::numeric_limits<double>::infinity(), detail::Bound::closed);
+        if (!(static_cast<S>(threshold) > S(0)))
+            throw InvalidArgument(detail::concat("Invalid ", field, ": ", threshold,
+                                                 " rounds to 0 in the optimizer's scalar"));
     }
 
-    /// Clips g in place (see the top of this file); a non-finite g is left as it is.
+    /// Clips g in place (see the top of this file); a non-finite g is left as it
+    /// is. Throws InvalidArgument for a threshold validate<S> refuses.
     template <Real S>
     void apply(Eigen::Ref<Vec<S>> g) const {
+        validate<S>();
         const S c = static_cast<S>(threshold);
         if (kind == Kind::value) {
             if (detail::all_finite(g))
@@ -128,7 +136,7 @@ public:
 
 private:
     static Clip validated(Clip clip) {
-        clip.validate();
+        clip.template validate<Scalar>();
         return clip;
     }
 

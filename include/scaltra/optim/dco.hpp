@@ -234,8 +234,14 @@ public:
         return loss;
     }
 
-    /// h += weight·(the workspace's meta-gradient).
+    /// h += weight·(the workspace's meta-gradient). Throws DimensionMismatch for
+    /// an h not of φ's size or another optimizer's workspace, InvalidArgument for
+    /// a non-finite weight; h is then unchanged.
     void add_meta_gradient(const Workspace& ws, S weight, Eigen::Ref<Vec<S>> h) const {
+        detail::require_size("meta-gradient", h.size(), state_.phi.size());
+        check_workspace(ws);
+        if (!std::isfinite(weight))
+            throw InvalidArgument(detail::concat("Invalid weight: must be finite, got ", weight));
         rule_.add_to(ws.gradient, weight, h);
     }
 
@@ -299,6 +305,14 @@ private:
                                        "; phi and the meta-optimizer are unchanged"));
     }
 
+    /// A workspace this optimizer made (workspace(T)), not another's.
+    void check_workspace(const Workspace& ws) const {
+        if (ws.theta.rows() != layout_.size())
+            throw DimensionMismatch(detail::concat("Dco: a workspace for ", ws.theta.rows(),
+                                                   " parameters, the optimizer has ",
+                                                   layout_.size()));
+    }
+
     /// The T inner steps from the task's initial point: θ_k, G_k, c_k (and S_k)
     /// into ws, θ_T in ws.x, ∇l_val(θ_T) in ws.a; returns l_val(θ_T).
     template <class Task>
@@ -306,9 +320,7 @@ private:
         const Index n = layout_.size();
         const Eigen::Ref<const Vec<S>> start(task.initial_point());
         detail::require_size("task initial point", start.size(), n);
-        if (ws.theta.rows() != n)
-            throw DimensionMismatch(detail::concat("Dco: a workspace for ", ws.theta.rows(),
-                                                   " parameters, the optimizer has ", n));
+        check_workspace(ws);
         ws.x = start;
         if constexpr (Rule::kMomentum)
             ws.s.col(0).setZero();

@@ -65,14 +65,22 @@ void for_each_chunk(Index n, F&& f) {
         f(i, std::min(kChunk, n - i));
 }
 
-/// The checked evaluation every step starts with: x's size, f into the zeroed
-/// buffer `grad`, and a finite loss and gradient. Returns false when the step
-/// must not move (non-finite under NonFinitePolicy::skip); throws NonFinite under
-/// raise. `name` is the optimizer's, for the message.
+/// The error of a step given a non-finite x: the caller's, whatever the
+/// NonFinitePolicy (skipping would skip every step from then on).
+inline NonFinite non_finite_x(std::string_view name) {
+    return NonFinite(concat(name, ": x is not finite; x and the optimizer state are unchanged"));
+}
+
+/// The checked evaluation every step starts with: x's size, a finite x, f into
+/// the zeroed buffer `grad`, and a finite loss and gradient. Returns false when
+/// the step must not move (non-finite under NonFinitePolicy::skip); throws
+/// NonFinite under raise. `name` is the optimizer's, for the message.
 template <Real S, class F>
 bool evaluate_checked(std::string_view name, NonFinitePolicy policy, Index size,
                       Eigen::Ref<Vec<S>> x, F&& f, Vec<S>& grad, S& loss) {
     require_size("x", x.size(), size);
+    if (!all_finite(x))
+        throw non_finite_x(name);
     const Eigen::Ref<const Vec<S>> x_in(x);
     grad.setZero();  // objectives may accumulate into it, as after torch's zero_grad()
     Eigen::Ref<Vec<S>> grad_ref(grad);
@@ -109,14 +117,17 @@ struct FiniteProbe {
     bool finite() const { return std::isfinite(sum); }
 };
 
-/// The checks of update(x, g): sizes, and a finite g (see evaluate_checked).
+/// The checks of update(x, g): sizes, a finite x and g (see evaluate_checked),
+/// both in one pass.
 template <Real S>
 bool gradient_checked(std::string_view name, NonFinitePolicy policy, Index size,
                       const Eigen::Ref<Vec<S>>& x, const Eigen::Ref<const Vec<S>>& g) {
     require_size("x", x.size(), size);
     require_size("gradient", g.size(), size);
-    if (all_finite(g))
+    if (std::isfinite(((x.array() - x.array()) + (g.array() - g.array())).sum()))
         return true;
+    if (!all_finite(x))
+        throw non_finite_x(name);
     if (policy == NonFinitePolicy::skip)
         return false;
     throw NonFinite(concat(name, ": non-finite gradient; x and the optimizer state are unchanged"));

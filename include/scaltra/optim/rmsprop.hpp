@@ -32,7 +32,7 @@ struct RmsPropOptions {
         using detail::Bound;
         lr.validate("lr");
         detail::require_in("alpha", alpha, S(0), Bound::closed, S(1), Bound::closed);
-        detail::require_nonnegative("eps", eps);
+        detail::require_positive("eps", eps);  // 0 would make a zero gradient 0/0
         detail::require_nonnegative("weight_decay", weight_decay);
         detail::require_nonnegative("momentum", momentum);
     }

@@ -89,9 +89,10 @@ struct ScaltraOptions {
         detail::require_in("gamma_decay", gamma_decay, S(0), Bound::open, S(1), Bound::closed);
         detail::require_nonnegative("b_scale", b_scale);
         detail::require_positive("tau_min", tau_min);
-        if (!(gamma0 / alpha0 > tau_min))
+        if (!(gamma0 / alpha0 > tau_min) || !std::isfinite(gamma0 / alpha0))
             throw InvalidArgument(detail::concat("Invalid alpha0: τ₀ = γ₀/α₀ = ", gamma0 / alpha0,
-                                                 " must exceed tau_min = ", tau_min));
+                                                 " must be finite and exceed tau_min = ",
+                                                 tau_min));
         if (rank < 1)
             throw InvalidArgument(detail::concat("Invalid rank: must be at least 1, got ", rank));
         detail::require_nonnegative("l2", l2);
@@ -203,10 +204,16 @@ public:
         return state;
     }
 
-    /// Rejects a loaded state made for the other curvature (same shapes, other meaning).
+    /// Rejects a loaded state made for the other curvature (same shapes, other
+    /// meaning), and a γ the SCA rule would turn negative (ε·γ ≥ 1: a state saved
+    /// under another ε would then climb the loss).
     void check_state(const State& state) const {
         require_state(state.curvature == static_cast<std::int64_t>(options_.curvature), "curvature",
                       "was saved for the other Curvature (low_rank / per_matrix)");
+        if (options_.gamma_rule == GammaRule::sca)
+            require_state(options_.epsilon * state.gamma < S(1), "gamma",
+                          concat("must satisfy ε·γ < 1 for the SCA rule, got ", options_.epsilon,
+                                 "·", state.gamma));
     }
 
     /// m ← βm + (1−β)g, γ's decrease (not before the first move), and the point
@@ -616,13 +623,19 @@ public:
     using Base::Base;
 
     /// Block l's learned τ, ‖B‖ (Frobenius) and effective step size γ/(τ + λ₂), the
-    /// step along directions B does not touch (of the last move).
-    S tau(std::size_t l) const { return this->rule().tau(this->state(), l); }
+    /// step along directions B does not touch (of the last move). InvalidArgument
+    /// for an l past the last block.
+    S tau(std::size_t l) const {
+        this->layout().require_index(l);
+        return this->rule().tau(this->state(), l);
+    }
     S b_norm(std::size_t l) const {
+        this->layout().require_index(l);
         const Block& b = this->rule().meta_layout()[2 * l];
         return this->state().phi.segment(b.offset, b.size()).norm();
     }
     S effective_step(std::size_t l) const {
+        this->layout().require_index(l);
         return this->state().gamma / this->rule().shifted_tau(this->state(), l);
     }
 

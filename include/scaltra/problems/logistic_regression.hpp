@@ -26,6 +26,8 @@ public:
         detail::require_positive("lambda", lambda_);
         if (X_.size() == 0)
             throw InvalidArgument("Invalid X: logistic regression needs data");
+        if (!detail::all_finite(X_))
+            throw InvalidArgument("Invalid X: its values must be finite");
         if (((y_.array() != S(0)) && (y_.array() != S(1))).any())
             throw InvalidArgument("Invalid y: labels must be 0 or 1");
         optimum_ = newton_minimiser();

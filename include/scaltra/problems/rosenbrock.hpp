@@ -3,6 +3,8 @@
 // minimum 0 at (a, a²) in 2-D and at (1, …, 1) in n-D, which needs a = 1.
 #pragma once
 
+#include <cmath>
+
 #include "../core/types.hpp"
 #include "../core/validate.hpp"
 
@@ -18,6 +20,8 @@ struct Rosenbrock {
         : n(dimension), a(a_), b(b_) {
         if (n < 2)
             throw InvalidArgument(detail::concat("Invalid n: must be at least 2, got ", n));
+        if (!std::isfinite(a))
+            throw InvalidArgument(detail::concat("Invalid a: must be finite, got ", a));
         if (n > 2 && a != S(1))
             throw InvalidArgument(detail::concat(
                 "Invalid a: the n-D Rosenbrock function (n > 2) needs a = 1, got ", a));

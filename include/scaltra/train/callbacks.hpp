@@ -19,6 +19,7 @@
 #include "../core/error.hpp"
 #include "../core/types.hpp"
 #include "../core/validate.hpp"
+#include "../optim/clip.hpp"
 #include "progress.hpp"
 
 namespace scaltra {
@@ -262,22 +263,22 @@ private:
 };
 
 /// Rescales every gradient whose ℓ₂ norm exceeds `max_norm` to that norm
-/// (torch.nn.utils.clip_grad_norm_), before the optimizer sees it.
+/// (torch.nn.utils.clip_grad_norm_), before the optimizer sees it: Clip's rule
+/// (optim/clip.hpp; a norm that overflows is computed again, without overflow).
 class GradientClipByNorm {
 public:
-    explicit GradientClipByNorm(double max_norm) : max_norm_(max_norm) {
-        detail::require_positive("max_norm", max_norm_);
+    explicit GradientClipByNorm(double max_norm) : clip_(Clip::by_global_norm(max_norm)) {
+        detail::require_positive("max_norm", max_norm);
     }
 
     template <class Opt, class S>
-    void on_evaluate(const Opt&, const Progress<S>& p, const Eigen::Ref<const Vec<S>>&,
+    void on_evaluate(const Opt&, const Progress<S>&, const Eigen::Ref<const Vec<S>>&,
                      Eigen::Ref<Vec<S>> grad) const {
-        if (static_cast<double>(p.gradient_norm) > max_norm_)
-            grad *= static_cast<S>(max_norm_ / static_cast<double>(p.gradient_norm));
+        clip_.apply<S>(grad);
     }
 
 private:
-    double max_norm_;
+    Clip clip_;
 };
 
 namespace detail {

@@ -112,12 +112,26 @@ inline void sync_directory(const std::filesystem::path& directory) {
 /// Writes parameters `w`, the state of `opt` and `info` to `path`, atomically
 /// and durably (see the top of this file). Throws Error naming the system call
 /// that failed; up to the rename, `path` still holds the previous checkpoint.
+/// What load_checkpoint would refuse is not written (the previous checkpoint is
+/// kept): a w not of the optimizer's size (DimensionMismatch) or not finite
+/// (NonFinite), a state that is not finite or valid (CorruptState).
 template <Optimizer Opt>
 void save_checkpoint(const std::filesystem::path& path, const Opt& opt,
                      const Eigen::Ref<const Vec<typename Opt::Scalar>>& w, CheckpointInfo info) {
     using S = typename Opt::Scalar;
     detail::require_nonnegative("checkpoint epoch", info.epoch);
     detail::require_nonnegative("checkpoint iteration", info.iteration);
+    if constexpr (requires { opt.layout().size(); })
+        detail::require_size("checkpoint parameters", w.size(), opt.layout().size());
+    if (!detail::all_finite(w))
+        throw NonFinite(detail::concat("Checkpoint: the parameters are not finite; '",
+                                       path.string(), "' is unchanged"));
+    try {
+        check_state<S>(opt.state(), opt.state());
+    } catch (const CorruptState& e) {
+        throw CorruptState(detail::concat("Checkpoint: the optimizer's state would not load (",
+                                          e.what(), "); '", path.string(), "' is unchanged"));
+    }
     std::ostringstream bytes;
     save_state<S>(bytes, "checkpoint", detail::CheckpointRecord<S>{info.epoch, info.iteration, w});
     opt.save(bytes);
@@ -138,14 +152,17 @@ void save_checkpoint(const std::filesystem::path& path, const Opt& opt,
 }
 
 /// Restores `w` and the state of `opt` from a checkpoint and says where it was
-/// taken. All or nothing: a missing file raises MissingData; a corrupt or
-/// mismatched one (truncated, trailing bytes, another optimizer, another
-/// parameter count) raises CorruptState naming the file; either way neither
-/// `w` nor `opt` changes.
+/// taken. All or nothing: a missing file (or a directory) raises MissingData; a
+/// corrupt or mismatched one (truncated, trailing bytes, another optimizer,
+/// another parameter count) raises CorruptState naming the file; either way
+/// neither `w` nor `opt` changes.
 template <Optimizer Opt>
 CheckpointInfo load_checkpoint(const std::filesystem::path& path, Opt& opt,
                                Eigen::Ref<Vec<typename Opt::Scalar>> w) {
     using S = typename Opt::Scalar;
+    std::error_code ec;
+    if (std::filesystem::is_directory(path, ec))  // which an ifstream opens
+        throw MissingData(detail::concat("Checkpoint: '", path.string(), "' is a directory"));
     std::ifstream in(path, std::ios::binary);
     if (!in)
         throw MissingData(detail::concat("Checkpoint: cannot open '", path.string(), "'"));

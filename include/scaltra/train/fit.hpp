@@ -136,6 +136,10 @@ FitResult fit(Model& model, Opt& opt, Eigen::Ref<Vec<typename Opt::Scalar>> w,
         detail::require_classification_set(model, *options.validation, "validation");
     if (options.test != nullptr)
         detail::require_classification_set(model, *options.test, "test");
+    if constexpr (requires { model.layout().size(); })
+        detail::require_size("fit parameters", w.size(), model.layout().size());
+    if constexpr (requires { opt.layout().size(); })
+        detail::require_size("the optimizer's layout", opt.layout().size(), w.size());
 
     const auto start = std::chrono::steady_clock::now();
     auto elapsed = [&] {

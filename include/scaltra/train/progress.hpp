@@ -86,6 +86,8 @@ public:
         own_call_ = false;
         p_.loss = loss;
         p_.gradient_norm = grad.norm();
+        if (std::isinf(p_.gradient_norm) && all_finite(grad))  // the sum of squares overflowed
+            p_.gradient_norm = grad.stableNorm();
         last_finite_ = std::isfinite(loss) && all_finite(grad);
         return true;
     }

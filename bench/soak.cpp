@@ -13,13 +13,13 @@
 //
 // The gradient is the quadratic's plus Gaussian noise, so the optimizers keep
 // moving for the whole run instead of settling at the minimum, as on minibatches.
+#include <fcntl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
-#include <fstream>
 #include <string>
 #include <string_view>
 #include <tuple>
@@ -61,13 +61,32 @@ struct NoisyQuadratic {
     }
 };
 
-/// Resident pages of this process (/proc/self/statm), in KiB.
+/// Anonymous resident memory of this process (/proc/self/statm: resident less
+/// file-backed pages), in KiB: what a leak grows. File-backed pages are left
+/// out, as a code path first taken late maps 64 KiB of the binary at once (the
+/// kernel's fault-around). Read with a stack buffer: a heap-allocating reader
+/// would itself grow the resident set under ASan, whose quarantine keeps freed
+/// blocks.
 long resident_kib() {
-    std::ifstream statm("/proc/self/statm");
-    long size = 0, resident = 0;
-    statm >> size >> resident;
-    return resident * (sysconf(_SC_PAGESIZE) / 1024);
+    char text[128] = {};
+    const int fd = ::open("/proc/self/statm", O_RDONLY);
+    const ssize_t got = fd < 0 ? -1 : ::read(fd, text, sizeof text - 1);
+    if (fd >= 0)
+        ::close(fd);
+    long size = 0, resident = 0, file_backed = 0;
+    if (got <= 0 || std::sscanf(text, "%ld %ld %ld", &size, &resident, &file_backed) != 3)
+        return -1;
+    return (resident - file_backed) * (sysconf(_SC_PAGESIZE) / 1024);
 }
+
+#if defined(__SANITIZE_ADDRESS__)
+// Under ASan the resident set grows once after warm-up by a fixed amount, the
+// same for 1e4, 1e5 and 3e5 steps (about 550 KiB: the sanitizer's runtime), so
+// the spread is printed but LeakSanitizer, at each child's exit, is the verdict.
+constexpr bool kSpreadIsTheVerdict = false;
+#else
+constexpr bool kSpreadIsTheVerdict = true;
+#endif
 
 struct Options {
     long steps = 1'000'000;
@@ -86,6 +105,7 @@ int soak(const Options& options) {
     const long warm_up = std::max(1L, options.steps / 100);
     const long every = std::max(1L, options.steps / options.samples);
     long warm = 0, least = 0, largest = 0;
+    resident_kib();  // sscanf's first call touches ~400 KiB of its own: not the optimizer's
     for (long t = 1; t <= options.steps; ++t) {
         opt.step(x, f);
         if (t == warm_up) {
@@ -102,7 +122,9 @@ int soak(const Options& options) {
                 options.steps, warm, least, largest, spread,
                 static_cast<long long>(opt.skipped_steps()), finite ? "" : "x not finite");
     std::fflush(stdout);
-    return spread <= 1.0 && finite && opt.skipped_steps() == 0 ? 0 : 1;
+    const bool sampled = least > 0;  // resident_kib() could read /proc/self/statm
+    const bool flat = spread <= 1.0 || !kSpreadIsTheVerdict;
+    return sampled && flat && finite && opt.skipped_steps() == 0 ? 0 : 1;
 }
 
 /// Runs soak<Case> in a child process; true when it exited 0.
@@ -147,7 +169,8 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "soak: --steps must be at least 100\n");
         return 2;
     }
-    std::printf("resident set in KiB: after warm-up (%ld steps), then least and largest\n",
+    std::printf("anonymous resident set in KiB: after warm-up (%ld steps), then least and "
+                "largest\n",
                 std::max(1L, options.steps / 100));
     std::printf("%-8s %10s %10s %10s %10s %9s %8s\n", "name", "steps", "warm", "least", "largest",
                 "spread", "skipped");

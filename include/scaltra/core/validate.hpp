@@ -56,6 +56,12 @@ bool all_finite(const Eigen::MatrixBase<Dense>& v) {
     return std::isfinite((v.array() - v.array()).sum());
 }
 
+/// True when every element of a and of b (of a's size) is finite, in one pass.
+template <class DenseA, class DenseB>
+bool all_finite(const Eigen::MatrixBase<DenseA>& a, const Eigen::MatrixBase<DenseB>& b) {
+    return std::isfinite(((a.array() - a.array()) + (b.array() - b.array())).sum());
+}
+
 /// Throws DimensionMismatch unless `actual == expected`.
 inline void require_size(std::string_view what, long actual, long expected) {
     if (actual != expected)

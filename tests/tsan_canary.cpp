@@ -1,7 +1,7 @@
 // The tsan preset's own check: a data race in an OpenMP loop, built like the
 // suite. The ctest entry passes only if ThreadSanitizer reports the race, so a
-// preset that stops seeing OpenMP races (a runtime without Archer, a wrong
-// TSAN_OPTIONS) fails instead of passing quietly.
+// preset that stops seeing races (the sanitizer not linked in, or options that
+// silence its reports) fails instead of passing quietly.
 #include <cstdio>
 
 int main() {

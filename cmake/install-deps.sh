@@ -10,7 +10,7 @@
 set -eu
 
 # --- Package lists: extend here -------------------------------------------
-SCALTRA_DEPS_TEST="cmake g++ make libeigen3-dev catch2 libbenchmark-dev zlib1g-dev libopenblas-dev dataset-fashion-mnist gnuplot-nox"
+SCALTRA_DEPS_TEST="cmake g++ make libeigen3-dev catch2 libbenchmark-dev zlib1g-dev libopenblas-dev dataset-fashion-mnist gnuplot-nox libopenmpi-dev openmpi-bin"
 SCALTRA_DEPS_DEMO="cmake g++ make libeigen3-dev libbenchmark-dev zlib1g-dev libopenblas-dev dataset-fashion-mnist gnuplot-nox"
 SCALTRA_DEPS_FUZZ="cmake make clang libclang-rt-14-dev libeigen3-dev zlib1g-dev"
 SCALTRA_DEPS_TSAN="cmake make clang libclang-rt-14-dev libomp-14-dev libeigen3-dev catch2 zlib1g-dev"

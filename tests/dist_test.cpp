@@ -6,6 +6,8 @@
 #include <mpi.h>
 
 #include <tuple>
+#include <type_traits>
+#include <utility>
 
 #include <scaltra/dist/data_parallel.hpp>
 #include <scaltra/optim.hpp>
@@ -57,6 +59,7 @@ LogisticRegression<S> whole_batch() {
 }
 
 /// This rank's shard of the whole batch, rows rank, rank + P, rank + 2P, …, allreduced.
+/// Each shard carries the whole (λ/2)‖w‖²: its count-weighted mean is that term again.
 template <class S>
 auto sharded_objective() {
     const auto [X, y] = whole_data<S>();

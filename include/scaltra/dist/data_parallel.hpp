@@ -11,8 +11,8 @@
 #include <mpi.h>
 
 #include <exception>
-#include <type_traits>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 
 #include "../core/concepts.hpp"

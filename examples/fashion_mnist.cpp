@@ -11,6 +11,7 @@
 //                 [--interval K] [--lambda-fsd L] [--lambda-wsd L] [--momentum M]
 //                 [--max-factor N]
 //                 [--data DIR] [--csv DIR] [--plot FILE.png] [--plot-lr FILE.png]
+//                 [--checkpoint DIR] [--mpi] [--check-every N]
 //
 // Each optimizer's default learning rate had the best validation accuracy after
 // 2 epochs in the grid {1e-4, 3e-4, 1e-3, …, 3e-1, 1} at batch 128, seed 1, with
@@ -24,6 +25,14 @@
 // --lambda-wsd, --momentum and (apo-p) --max-factor set its other options, and
 // --plot-lr plots the learned learning rates against the step (the --csv step
 // logs carry them as columns, `lr` or `lr:<block>`).
+//
+// --checkpoint DIR saves DIR/<optimizer>.ckpt after every epoch and, when that file
+// is there at the start, resumes from it (the same flags give the same run).
+// --mpi trains data-parallel over the ranks of `mpirun -np P fashion_mnist --mpi …`
+// (a build with MPI: dist/): every rank draws the same minibatch and computes the
+// loss and gradient of its 1/P of it, which are averaged, so the run is the
+// one-process run up to rounding; the optimizer state is compared across ranks
+// every --check-every steps (default 100), and only rank 0 prints and writes.
 #include <algorithm>
 #include <cerrno>
 #include <cmath>
@@ -31,11 +40,17 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <iostream>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include <scaltra/scaltra.hpp>
+#ifdef SCALTRA_EXAMPLE_MPI
+#include <mpi.h>
+
+#include <scaltra/dist.hpp>
+#endif
 
 #include "example_cli.hpp"
 
@@ -65,8 +80,17 @@ struct Settings {
     std::optional<scaltra::GammaRule> gamma_rule;
     std::optional<double> lambda_fsd, lambda_wsd, momentum;  // APO's, when set
     std::optional<Index> interval, max_factor;
-    std::string data, csv, plot, plot_lr;
+    std::string data, csv, plot, plot_lr, checkpoint;
+    bool mpi = false;
+    Index check_every = 100;  // steps between state comparisons across ranks (--mpi)
+    bool lead = true;         // this process prints and writes files (rank 0 under --mpi)
 };
+
+/// Where nothing goes: the progress and logs of ranks other than 0.
+std::ostream& nowhere() {
+    static std::ostream sink(nullptr);
+    return sink;
+}
 
 /// The optimizers this example knows, with their default learning rates.
 struct Entry {
@@ -92,9 +116,10 @@ struct Run {
 
 /// Keeps every step's minibatch loss for the plot and, every `eval_every` steps,
 /// checks the test accuracy for the first step that reaches `target` (%).
+template <class Model>
 struct Curves {
     Run* run;
-    scaltra::nn::Mlp<S>* model;
+    Model* model;
     const scaltra::data::LabelledSet<S>* test;
     Index eval_every;
     double target;
@@ -116,39 +141,75 @@ struct Curves {
     }
 };
 
-template <class Opt>
-Run train(const std::string& name, double lr, Opt opt, const Settings& settings,
-          scaltra::nn::Mlp<S>& model, const scaltra::data::LabelledSet<S>& train_set,
+/// fit, with the callbacks the settings ask for, and the checkpoint resumed from
+/// and saved to when there is one.
+template <class Opt, class Model>
+Run train(const std::string& name, double lr, Opt opt, const Settings& settings, Model& model,
+          Vec<S> w, const scaltra::data::LabelledSet<S>& train_set,
           const scaltra::data::LabelledSet<S>* validation_set,
           const scaltra::data::LabelledSet<S>& test_set) {
     Run run{name, lr, {}, {}, -1, {}, {}};
-    Vec<S> w = model.init();  // the same initial weights for every optimizer
-    const scaltra::FitOptions<S> options{.epochs = settings.epochs,
-                                         .batch_size = settings.batch,
-                                         .seed = settings.seed,
-                                         .validation = validation_set,
-                                         .test = &test_set};
-    std::fprintf(stderr, "%s (lr %g)\n", name.c_str(), lr);
-    Curves steps{&run, &model, &test_set, settings.eval_every, settings.target};
-    if (settings.csv.empty()) {
-        run.result = scaltra::fit(model, opt, w, train_set, options, scaltra::ProgressBar(), steps);
-    } else {
-        const std::filesystem::path dir(settings.csv);
-        run.result = scaltra::fit(model, opt, w, train_set, options, scaltra::ProgressBar(), steps,
-                                  scaltra::CsvLogger((dir / (name + "_steps.csv")).string()),
-                                  scaltra::EpochCsvLogger((dir / (name + "_epochs.csv")).string()));
+    scaltra::FitOptions<S> options{.epochs = settings.epochs,
+                                   .batch_size = settings.batch,
+                                   .seed = settings.seed,
+                                   .validation = validation_set,
+                                   .test = &test_set};
+    const std::filesystem::path checkpoint =
+        settings.checkpoint.empty() ? std::filesystem::path()
+                                    : std::filesystem::path(settings.checkpoint) / (name + ".ckpt");
+    if (!checkpoint.empty()) {
+        try {
+#ifdef SCALTRA_EXAMPLE_MPI
+            options.initial_epoch = settings.mpi
+                                        ? scaltra::dist::load_checkpoint(checkpoint, opt, w).epoch
+                                        : scaltra::load_checkpoint(checkpoint, opt, w).epoch;
+#else
+            options.initial_epoch = scaltra::load_checkpoint(checkpoint, opt, w).epoch;
+#endif
+            if (settings.lead)
+                std::fprintf(stderr, "%s: resuming from %s after epoch %lld\n", name.c_str(),
+                             checkpoint.c_str(), static_cast<long long>(options.initial_epoch));
+        } catch (const scaltra::MissingData&) {
+            // no checkpoint yet: from the start
+        }
+        options.initial_epoch = std::min(options.initial_epoch, options.epochs);
     }
+    if (settings.lead)
+        std::fprintf(stderr, "%s (lr %g)\n", name.c_str(), lr);
+    Curves<Model> steps{&run, &model, &test_set, settings.eval_every, settings.target};
+    std::ostream& progress = settings.lead ? std::cerr : nowhere();
+    auto run_fit = [&](auto&&... extra) {
+        if (settings.csv.empty() || !settings.lead)
+            return scaltra::fit(model, opt, w, train_set, options, scaltra::ProgressBar(progress),
+                                steps, extra...);
+        const std::filesystem::path dir(settings.csv);
+        return scaltra::fit(model, opt, w, train_set, options, scaltra::ProgressBar(progress),
+                            steps, extra...,
+                            scaltra::CsvLogger((dir / (name + "_steps.csv")).string()),
+                            scaltra::EpochCsvLogger((dir / (name + "_epochs.csv")).string()));
+    };
+#ifdef SCALTRA_EXAMPLE_MPI
+    if (settings.mpi) {
+        const scaltra::dist::StateAgreement agree(settings.check_every);
+        run.result = checkpoint.empty() ? run_fit(agree)
+                                        : run_fit(agree, scaltra::dist::Checkpoint(checkpoint));
+        return run;
+    }
+#endif
+    run.result = checkpoint.empty() ? run_fit() : run_fit(scaltra::Checkpoint(checkpoint));
     return run;
 }
 
-Run train_named(const std::string& name, double lr, const Settings& settings,
-                scaltra::nn::Mlp<S>& model, const scaltra::data::LabelledSet<S>& train_set,
+template <class Model>
+Run train_named(const std::string& name, double lr, const Settings& settings, Model& model,
+                const Vec<S>& initial, const scaltra::data::LabelledSet<S>& train_set,
                 const scaltra::data::LabelledSet<S>* validation_set,
                 const scaltra::data::LabelledSet<S>& test_set) {
     const auto& layout = model.layout();
     const auto rate = static_cast<S>(lr);
     auto go = [&](auto opt) {
-        return train(name, lr, opt, settings, model, train_set, validation_set, test_set);
+        return train(name, lr, opt, settings, model, initial, train_set, validation_set,
+                     test_set);
     };
     if (name == "sgd")
         return go(scaltra::Sgd<S>(layout, {.lr = rate}));
@@ -369,7 +430,8 @@ bool chosen(const std::string& list, const std::string& name) {
                  "                     [--interval K] [--lambda-fsd L] [--lambda-wsd L]\n"
                  "                     [--momentum M] [--max-factor N]\n"
                  "                     [--data DIR] [--csv DIR] [--plot FILE.png]\n"
-                 "                     [--plot-lr FILE.png]\n"
+                 "                     [--plot-lr FILE.png] [--checkpoint DIR]\n"
+                 "                     [--mpi] [--check-every N]\n"
                  "optimizers:");
     for (const auto& e : kOptimizers)
         std::fprintf(stderr, " %s", e.name);
@@ -393,6 +455,10 @@ Settings parse(int argc, char** argv) {
     Settings s;
     for (int i = 1; i < argc; ++i) {
         const std::string flag = argv[i];
+        if (flag == "--mpi") {  // the one flag without a value
+            s.mpi = true;
+            continue;
+        }
         if (i + 1 >= argc)
             usage(("missing a value after " + flag).c_str());
         const char* value = argv[++i];
@@ -449,6 +515,10 @@ Settings parse(int argc, char** argv) {
             s.plot = value;
         else if (flag == "--plot-lr")
             s.plot_lr = value;
+        else if (flag == "--checkpoint")
+            s.checkpoint = value;
+        else if (flag == "--check-every")
+            s.check_every = static_cast<Index>(parse_number(value, "--check-every", true));
         else
             usage(("unknown option " + flag).c_str());
     }
@@ -466,10 +536,55 @@ Settings parse(int argc, char** argv) {
     return s;
 }
 
+#ifdef SCALTRA_EXAMPLE_MPI
+/// MPI_Init and MPI_Finalize around main, when --mpi asks for them.
+struct MpiSession {
+    bool active;
+    MpiSession(bool wanted, int& argc, char**& argv) : active(wanted) {
+        if (active)
+            MPI_Init(&argc, &argv);
+    }
+    MpiSession(const MpiSession&) = delete;
+    MpiSession& operator=(const MpiSession&) = delete;
+    ~MpiSession() {
+        if (active)
+            MPI_Finalize();
+    }
+};
+#endif
+
+/// Trains every chosen optimizer on `model` (an Mlp, or under --mpi its data-parallel wrapper).
+template <class Model>
+std::vector<Run> train_all(const Settings& settings, Model& model, const Vec<S>& initial,
+                           const scaltra::data::FashionMnist<S>& fm,
+                           const scaltra::data::LabelledSet<S>* validation) {
+    std::vector<Run> runs;
+    for (const auto& e : kOptimizers)
+        if (chosen(settings.optimizer, e.name))
+            runs.push_back(train_named(e.name, settings.lr.value_or(e.lr), settings, model, initial,
+                                       fm.train, validation, fm.test));
+    return runs;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-    const Settings settings = parse(argc, argv);
+    Settings settings = parse(argc, argv);
+#ifdef SCALTRA_EXAMPLE_MPI
+    const MpiSession mpi(settings.mpi, argc, argv);
+    int ranks = 1;
+    if (settings.mpi) {
+        int rank = 0;
+        MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+        MPI_Comm_size(MPI_COMM_WORLD, &ranks);
+        settings.lead = rank == 0;
+    }
+#else
+    if (settings.mpi)
+        usage("--mpi needs a build with MPI (apt-get install libopenmpi-dev openmpi-bin, then "
+              "configure again)");
+    const int ranks = 1;
+#endif
     scaltra::set_threads(settings.threads);
     scaltra::data::FashionMnist<S> fm;
     try {
@@ -493,23 +608,39 @@ int main(int argc, char** argv) {
             usage(e.what());
         }
     }
-    if (!settings.csv.empty())
-        std::filesystem::create_directories(settings.csv);
-    std::fprintf(stderr, "Fashion-MNIST: %lld training, %lld test images; %d thread(s); %s\n",
-                 static_cast<long long>(fm.train.size()), static_cast<long long>(fm.test.size()),
-                 settings.threads, products().c_str());
+    if (settings.lead) {
+        for (const std::string& dir : {settings.csv, settings.checkpoint})
+            if (!dir.empty())
+                std::filesystem::create_directories(dir);
+        std::fprintf(stderr,
+                     "Fashion-MNIST: %lld training, %lld test images; %d rank(s) of %d thread(s); "
+                     "%s\n",
+                     static_cast<long long>(fm.train.size()),
+                     static_cast<long long>(fm.test.size()), ranks, settings.threads,
+                     products().c_str());
+    }
 
     scaltra::nn::Mlp<S> model({784, 256, 128, 10}, scaltra::nn::Relu{}, settings.seed);
+    const Vec<S> initial = model.init();  // the same initial weights for every optimizer
     std::vector<Run> runs;
     try {
-        for (const auto& e : kOptimizers)
-            if (chosen(settings.optimizer, e.name))
-                runs.push_back(train_named(e.name, settings.lr.value_or(e.lr), settings, model,
-                                           fm.train, validation ? &*validation : nullptr, fm.test));
+#ifdef SCALTRA_EXAMPLE_MPI
+        if (settings.mpi) {
+            scaltra::dist::DataParallelClassifier<S, scaltra::nn::Mlp<S>> data_parallel(model);
+            runs = train_all(settings, data_parallel, initial, fm, validation ? &*validation : nullptr);
+        } else
+#endif
+            runs = train_all(settings, model, initial, fm, validation ? &*validation : nullptr);
     } catch (const scaltra::Error& e) {
         std::fprintf(stderr, "fashion_mnist: %s\n", e.what());
+#ifdef SCALTRA_EXAMPLE_MPI
+        if (settings.mpi)
+            MPI_Abort(MPI_COMM_WORLD, 1);  // a rank that cannot go on: the others would wait
+#endif
         return 1;
     }
+    if (!settings.lead)
+        return 0;
     print_table(runs, settings);
     if (!settings.plot.empty()) {
         const Index steps_per_epoch = (fm.train.size() + settings.batch - 1) / settings.batch;

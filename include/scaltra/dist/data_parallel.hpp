@@ -5,15 +5,20 @@
 //   f(x) = (1/N) Σ_r n_r f_r(x),  ∇f(x) = (1/N) Σ_r n_r ∇f_r(x),  N = Σ_r n_r,
 // so any optimizer of the library, handed this objective on every rank, trains
 // data-parallel without changes, and the trajectory is the one-process run's up to
-// the order of the sums.
+// the order of the sums. DataParallelClassifier does the same for fit: every rank
+// runs fit with the same seed, so each holds the same global minibatch, and the
+// model wrapper evaluates this rank's columns of it.
 #pragma once
 
 #include <mpi.h>
 
+#include <climits>
 #include <exception>
+#include <span>
 #include <string_view>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #include "../core/concepts.hpp"
 #include "../core/error.hpp"
@@ -49,18 +54,72 @@ inline void check_mpi(int code, std::string_view call) {
                                                    std::string_view(text, length)));
 }
 
-/// Sums `values` over the ranks of comm so that every rank receives the same bits:
-/// rank 0 reduces, then broadcasts. (MPI_Allreduce does not promise identical
-/// results on all ranks, and a learned optimizer's meta-state must not drift.)
-template <Real S>
-void sum_identically(Eigen::Ref<Vec<S>> values, MPI_Comm comm) {
+inline int rank_of(MPI_Comm comm) {
     int rank = 0;
     check_mpi(MPI_Comm_rank(comm, &rank), "MPI_Comm_rank");
-    const int n = static_cast<int>(values.size());
-    void* send = rank == 0 ? MPI_IN_PLACE : values.data();
-    check_mpi(MPI_Reduce(send, values.data(), n, mpi_type<S>(), MPI_SUM, 0, comm), "MPI_Reduce");
-    check_mpi(MPI_Bcast(values.data(), n, mpi_type<S>(), 0, comm), "MPI_Bcast");
+    return rank;
 }
+
+inline int size_of(MPI_Comm comm) {
+    int ranks = 0;
+    check_mpi(MPI_Comm_size(comm, &ranks), "MPI_Comm_size");
+    return ranks;
+}
+
+/// This rank's share [first, first + count) of `total` items split into contiguous
+/// blocks over the ranks of comm, the first ranks taking the smaller ones.
+struct Share {
+    Index first, count;
+};
+inline Share share_of(Index total, Index rank, Index ranks) {
+    const Index first = total * rank / ranks;
+    return {first, total * (rank + 1) / ranks - first};
+}
+inline Share share_of(Index total, MPI_Comm comm) {
+    return share_of(total, rank_of(comm), size_of(comm));
+}
+
+/// Sums vectors over the ranks of a communicator so that every rank receives the
+/// same bits (MPI_Allreduce does not promise that, and a learned optimizer's
+/// meta-state must not drift): a reduce-scatter, after which each rank holds the
+/// sum of its contiguous share of the entries, and an allgather, which copies the
+/// shares to every rank. Each entry is summed by one rank only, and each rank
+/// sends about 2(P − 1)/P of the vector, as in a ring allreduce. The buffers are
+/// kept for the next call of the same size.
+template <Real S>
+class IdenticalSum {
+public:
+    void operator()(Eigen::Ref<Vec<S>> values, MPI_Comm comm) {
+        const int ranks = size_of(comm), rank = rank_of(comm);
+        const Index n = values.size();
+        if (n > INT_MAX)
+            throw DistributedError(scaltra::detail::concat(
+                "cannot sum ", n, " entries over MPI: its counts are ints"));
+        if (n != size_ || ranks != static_cast<int>(counts_.size())) {
+            counts_.resize(static_cast<std::size_t>(ranks));
+            offsets_.resize(counts_.size());
+            for (int r = 0; r < ranks; ++r) {
+                const Share s = share_of(n, r, ranks);
+                counts_[static_cast<std::size_t>(r)] = static_cast<int>(s.count);
+                offsets_[static_cast<std::size_t>(r)] = static_cast<int>(s.first);
+            }
+            share_.resize(counts_[static_cast<std::size_t>(rank)]);
+            size_ = n;
+        }
+        check_mpi(MPI_Reduce_scatter(values.data(), share_.data(), counts_.data(),
+                                     mpi_type<S>(), MPI_SUM, comm),
+                  "MPI_Reduce_scatter");
+        check_mpi(MPI_Allgatherv(share_.data(), static_cast<int>(share_.size()), mpi_type<S>(),
+                                 values.data(), counts_.data(), offsets_.data(), mpi_type<S>(),
+                                 comm),
+                  "MPI_Allgatherv");
+    }
+
+private:
+    Index size_ = -1;
+    std::vector<int> counts_, offsets_;
+    Vec<S> share_;
+};
 
 }  // namespace detail
 
@@ -68,9 +127,10 @@ void sum_identically(Eigen::Ref<Vec<S>> values, MPI_Comm comm) {
 /// rank's shard objective (the mean over its `local_count` examples; a count of 0
 /// is a rank without examples this step, whose `local` is not called). Every
 /// rank calls it at once with the same x; each gets the same loss and gradient.
-/// One collective sum per call, of x's size plus three numbers, into a buffer
-/// allocated at the first call. If `local` throws on some rank, every rank
-/// throws: that rank its own exception, the others DistributedError.
+/// One identical sum (IdenticalSum: a reduce-scatter and an allgather) per call,
+/// of x's size plus three numbers, in buffers allocated at the first call. If
+/// `local` throws on some rank, every rank throws: that rank its own exception,
+/// the others DistributedError.
 template <Real S, class F>
 requires Objective<F, S>
 class AllreduceObjective {
@@ -86,15 +146,19 @@ public:
         local_count_ = count;
     }
     Index local_count() const { return local_count_; }
+    /// This rank's shard objective.
+    F& local() { return local_; }
 
     S operator()(const Eigen::Ref<const Vec<S>>& x, Eigen::Ref<Vec<S>> grad) {
         scaltra::detail::require_size("gradient", grad.size(), x.size());
         const Index n = x.size();
         // buffer_ = [n_r ∇f_r, n_r f_r, n_r, failed]
         buffer_.resize(n + 3);
-        buffer_.setZero();
+        buffer_.tail(3).setZero();
         std::exception_ptr failure;
-        if (local_count_ > 0) {
+        if (local_count_ == 0) {
+            buffer_.head(n).setZero();  // a rank without examples adds nothing
+        } else {
             try {
                 const S loss = static_cast<S>(local_(x, buffer_.head(n)));
                 const S weight = static_cast<S>(local_count_);
@@ -107,7 +171,7 @@ public:
                 buffer_[n + 2] = S(1);
             }
         }
-        detail::sum_identically<S>(buffer_, comm_);
+        sum_(buffer_, comm_);
         if (failure)
             std::rethrow_exception(failure);
         if (buffer_[n + 2] != S(0))
@@ -125,6 +189,105 @@ private:
     MPI_Comm comm_;
     Index local_count_ = 0;
     Vec<S> buffer_;
+    detail::IdenticalSum<S> sum_;
+};
+
+/// A Classifier (train/fit.hpp) for data-parallel fit: `fit(dp, opt, w, train, …)`
+/// on every rank of comm with the same options gives every rank the same global
+/// minibatch; dp's loss_and_grad evaluates this rank's contiguous share of its
+/// columns with `model` and combines the shares with an AllreduceObjective, so
+/// every rank steps with the whole batch's loss and gradient (and the optimizer's
+/// state stays the same on every rank). evaluate splits a set the same way and
+/// sums the shares' losses and correct counts. `model` is used by reference and
+/// must outlive dp; its layout() is dp's.
+template <Real S, class Model>
+class DataParallelClassifier {
+    /// The mean loss of the current batch's share, whatever batch that is.
+    struct ShareLoss {
+        Model* model;
+        const S* inputs = nullptr;
+        Index rows = 0, cols = 0, stride = 0;
+        std::span<const Index> labels;
+        S operator()(const Eigen::Ref<const Vec<S>>& w, Eigen::Ref<Vec<S>> grad) {
+            grad.setZero();  // the model adds its gradient
+            const Eigen::Map<const Mat<S>, 0, Eigen::OuterStride<>> share(
+                inputs, rows, cols, Eigen::OuterStride<>(stride));
+            return static_cast<S>(model->loss_and_grad(w, share, labels, grad));
+        }
+    };
+
+public:
+    explicit DataParallelClassifier(Model& model, MPI_Comm comm = MPI_COMM_WORLD)
+        : model_(&model), comm_(comm), objective_(ShareLoss{&model, nullptr, 0, 0, 0, {}}, 0, comm) {}
+
+    Index input_size() const { return static_cast<Index>(model_->input_size()); }
+    Index output_size() const { return static_cast<Index>(model_->output_size()); }
+    decltype(auto) layout() const
+    requires requires(const Model& m) { m.layout(); }
+    { return model_->layout(); }
+
+    /// The mean loss of the whole batch (every rank passes the same one); its
+    /// gradient is added to grad. Collective: every rank calls it at once.
+    S loss_and_grad(const Eigen::Ref<const Vec<S>>& w, const Eigen::Ref<const Mat<S>>& inputs,
+                    std::span<const Index> labels, Eigen::Ref<Vec<S>> grad) {
+        scaltra::detail::require_size("labels", static_cast<Index>(labels.size()),
+                                      inputs.cols());
+        const detail::Share share = detail::share_of(inputs.cols(), comm_);
+        ShareLoss& f = objective_.local();
+        f.inputs = inputs.data() + share.first * inputs.outerStride();
+        f.rows = inputs.rows();
+        f.cols = share.count;
+        f.stride = inputs.outerStride();
+        f.labels = labels.subspan(static_cast<std::size_t>(share.first),
+                                  static_cast<std::size_t>(share.count));
+        objective_.set_local_count(share.count);
+        whole_gradient_.resize(w.size());
+        const S loss = objective_(w, whole_gradient_);
+        grad += whole_gradient_;
+        return loss;
+    }
+
+    /// Mean loss and accuracy over a set, each rank evaluating its share.
+    /// Collective: every rank calls it at once with the same set.
+    auto evaluate(const Eigen::Ref<const Vec<S>>& w, const Eigen::Ref<const Mat<S>>& inputs,
+                  std::span<const Index> labels) {
+        using Result = std::remove_cvref_t<decltype(model_->evaluate(w, inputs, labels))>;
+        scaltra::detail::require_size("labels", static_cast<Index>(labels.size()),
+                                      inputs.cols());
+        if (inputs.cols() == 0)
+            throw InvalidArgument("DataParallelClassifier: evaluate needs at least one example");
+        const detail::Share share = detail::share_of(inputs.cols(), comm_);
+        // [count · loss, count · accuracy, failed]
+        Vec<double> sums = Vec<double>::Zero(3);
+        std::exception_ptr failure;
+        if (share.count > 0) {
+            try {
+                const auto e = model_->evaluate(
+                    w, inputs.middleCols(share.first, share.count),
+                    labels.subspan(static_cast<std::size_t>(share.first),
+                                   static_cast<std::size_t>(share.count)));
+                const auto count = static_cast<double>(share.count);
+                sums << count * e.loss, count * e.accuracy, 0.0;
+            } catch (...) {
+                failure = std::current_exception();
+                sums << 0.0, 0.0, 1.0;
+            }
+        }
+        detail::IdenticalSum<double>()(sums, comm_);
+        if (failure)
+            std::rethrow_exception(failure);
+        if (sums[2] != 0)
+            throw DistributedError(scaltra::detail::concat("the evaluation failed on ", sums[2],
+                                                           " other rank(s)"));
+        const auto total = static_cast<double>(inputs.cols());
+        return Result{sums[0] / total, sums[1] / total};
+    }
+
+private:
+    Model* model_;
+    MPI_Comm comm_;
+    AllreduceObjective<S, ShareLoss> objective_;
+    Vec<S> whole_gradient_;
 };
 
 }  // namespace scaltra::dist

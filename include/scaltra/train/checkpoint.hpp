@@ -17,6 +17,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <istream>
 #include <sstream>
 #include <string>
 #include <string_view>
@@ -151,6 +152,32 @@ void save_checkpoint(const std::filesystem::path& path, const Opt& opt,
     detail::sync_directory(directory.empty() ? std::filesystem::path(".") : directory);
 }
 
+namespace detail {
+/// load_checkpoint from the bytes of a checkpoint in `in`; `source` names them in messages.
+template <Optimizer Opt>
+CheckpointInfo load_checkpoint_from(std::istream& in, std::string_view source, Opt& opt,
+                                    Eigen::Ref<Vec<typename Opt::Scalar>> w) {
+    using S = typename Opt::Scalar;
+    CheckpointRecord<S> record;
+    record.parameters.resize(w.size());  // the shape the saved parameters must have
+    try {
+        load_state<S>(in, "checkpoint", record);
+        std::stringstream before;  // to undo opt.load if the bytes go on after its state
+        opt.save(before);
+        opt.load(in);  // all or nothing by itself
+        if (in.peek() != std::istream::traits_type::eof()) {
+            opt.load(before);
+            throw CorruptState("the file goes on after the optimizer's state");
+        }
+    } catch (const CorruptState& e) {
+        throw CorruptState(concat("Checkpoint '", source, "' (", w.size(),
+                                  " parameters expected): ", e.what()));
+    }
+    w = record.parameters;  // only once everything was read
+    return {record.epoch, record.iteration};
+}
+}  // namespace detail
+
 /// Restores `w` and the state of `opt` from a checkpoint and says where it was
 /// taken. All or nothing: a missing file (or a directory) raises MissingData; a
 /// corrupt or mismatched one (truncated, trailing bytes, another optimizer,
@@ -159,30 +186,13 @@ void save_checkpoint(const std::filesystem::path& path, const Opt& opt,
 template <Optimizer Opt>
 CheckpointInfo load_checkpoint(const std::filesystem::path& path, Opt& opt,
                                Eigen::Ref<Vec<typename Opt::Scalar>> w) {
-    using S = typename Opt::Scalar;
     std::error_code ec;
     if (std::filesystem::is_directory(path, ec))  // which an ifstream opens
         throw MissingData(detail::concat("Checkpoint: '", path.string(), "' is a directory"));
     std::ifstream in(path, std::ios::binary);
     if (!in)
         throw MissingData(detail::concat("Checkpoint: cannot open '", path.string(), "'"));
-    detail::CheckpointRecord<S> record;
-    record.parameters.resize(w.size());  // the shape the saved parameters must have
-    try {
-        load_state<S>(in, "checkpoint", record);
-        std::stringstream before;  // to undo opt.load if the file goes on after its state
-        opt.save(before);
-        opt.load(in);  // all or nothing by itself
-        if (in.peek() != std::ifstream::traits_type::eof()) {
-            opt.load(before);
-            throw CorruptState("the file goes on after the optimizer's state");
-        }
-    } catch (const CorruptState& e) {
-        throw CorruptState(detail::concat("Checkpoint '", path.string(), "' (", w.size(),
-                                          " parameters expected): ", e.what()));
-    }
-    w = record.parameters;  // only once everything was read
-    return {record.epoch, record.iteration};
+    return detail::load_checkpoint_from(in, path.string(), opt, w);
 }
 
 /// A callback that saves a checkpoint to `path` at the end of every `every`-th
@@ -196,8 +206,14 @@ public:
 
     template <Optimizer Opt, class S>
     void on_epoch_end(const Opt& opt, const Progress<S>& p, const Eigen::Ref<const Vec<S>>& w) {
-        if (p.epoch % every_ == 0 || p.epoch == p.max_epochs)
+        if (due(p))
             save_checkpoint(path_, opt, w, {p.epoch, p.iteration});
+    }
+
+    /// Whether a checkpoint is taken at the end of the epoch `p` describes.
+    template <class S>
+    bool due(const Progress<S>& p) const {
+        return p.epoch % every_ == 0 || p.epoch == p.max_epochs;
     }
 
     const std::filesystem::path& path() const { return path_; }

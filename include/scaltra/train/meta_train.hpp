@@ -10,7 +10,10 @@
 // Tasks are independent: a batch's tasks run on OpenMP threads (`threads`, 0 for
 // omp_get_max_threads()), each into its own workspace, and their losses and
 // gradients are summed in task order, so the result is bit-identical for any
-// thread count. A task is used by one thread at a time.
+// thread count. A task is used by one thread at a time. With a `distribution`
+// (task_distribution.hpp; dist::TaskShards over MPI) each process computes its
+// share of every batch and the exchange brings in the others' results before the
+// sum in task order: the same meta-steps, bit for bit, on any number of processes.
 //
 // Callbacks are minimize's (hooks.hpp), with the meta-step as the iteration:
 // on_begin, on_step after every meta-step (progress.loss the batch's meta-loss
@@ -45,6 +48,7 @@
 #include "../core/validate.hpp"
 #include "hooks.hpp"
 #include "progress.hpp"
+#include "task_distribution.hpp"
 
 namespace scaltra {
 
@@ -54,6 +58,9 @@ struct MetaTrainOptions {
     std::int64_t task_batch = 0;    ///< tasks per meta-step; 0: all (one meta-step per epoch)
     std::uint64_t seed = 0;         ///< the task order, reshuffled every epoch, when batched
     int threads = 0;                ///< OpenMP threads over tasks; 0: omp_get_max_threads()
+    /// The processes tasks are shared across (every one calls meta_train at once
+    /// with the same tasks and options); null: all of them here.
+    const TaskDistribution* distribution = nullptr;
 
     void validate() const {
         detail::require_positive("epochs", epochs);
@@ -138,16 +145,18 @@ MinimizeResult<typename Opt::Scalar> meta_train(Opt& opt, Tasks& tasks,
     const std::size_t batch =
         options.task_batch == 0 ? N : std::min(N, static_cast<std::size_t>(options.task_batch));
     const std::size_t batches = (N + batch - 1) / batch;
-    std::vector<typename Opt::Workspace> ws;
-    ws.reserve(batch);
-    for (std::size_t j = 0; j < batch; ++j)
-        ws.push_back(opt.workspace(options.inner_steps));
-    std::vector<S> losses(batch);
+    const AllTasksHere all_here;
+    const TaskDistribution& distribution =
+        options.distribution != nullptr ? *options.distribution : all_here;
+    std::vector<typename Opt::Workspace> ws;  // one per task of this process's share
+    // Per task of a batch: its weighted ∂/∂φ, its loss, and whether it failed.
+    const Index q = opt.state().phi.size();
+    Mat<S> results(q + 2, static_cast<Index>(batch));
     std::vector<std::size_t> order(N);
     for (std::size_t i = 0; i < N; ++i)
         order[i] = i;
     Rng rng(options.seed);
-    Vec<S> h = Vec<S>::Zero(opt.state().phi.size());
+    Vec<S> h = Vec<S>::Zero(q);
 
     const auto start = std::chrono::steady_clock::now();
     auto elapsed = [&] {
@@ -161,16 +170,36 @@ MinimizeResult<typename Opt::Scalar> meta_train(Opt& opt, Tasks& tasks,
 
     // The meta-loss and meta-gradient h over order[first, first + count).
     auto batch_gradient = [&](std::size_t first, std::size_t count) {
-        detail::for_each_task(count, threads, [&](std::size_t j) {
-            losses[j] = opt.meta_gradient(tasks[order[first + j]], ws[j]);
-        });
+        const TaskRange mine = distribution.share(static_cast<Index>(count));
+        while (ws.size() < static_cast<std::size_t>(mine.count))
+            ws.push_back(opt.workspace(options.inner_steps));
+        const S weight = S(1) / static_cast<S>(count);
+        auto batch_results = results.leftCols(static_cast<Index>(count));
+        batch_results.setZero();
+        std::exception_ptr failure;
+        try {
+            detail::for_each_task(static_cast<std::size_t>(mine.count), threads,
+                                  [&](std::size_t j) {
+                                      const Index task = mine.first + static_cast<Index>(j);
+                                      auto column = batch_results.col(task);
+                                      column[q] = opt.meta_gradient(
+                                          tasks[order[first + static_cast<std::size_t>(task)]],
+                                          ws[j]);
+                                      opt.add_meta_gradient(ws[j], weight, column.head(q));
+                                  });
+        } catch (...) {
+            failure = std::current_exception();
+            batch_results.row(q + 1).segment(mine.first, mine.count).setOnes();
+        }
+        distribution.exchange(batch_results);  // throws here if another share failed
+        if (failure)
+            std::rethrow_exception(failure);
         progress.objective_calls += static_cast<std::int64_t>(count);
         h.setZero();
         S loss = S(0);
-        const S weight = S(1) / static_cast<S>(count);
-        for (std::size_t j = 0; j < count; ++j) {  // in task order: any thread count, same sums
-            loss += weight * losses[j];
-            opt.add_meta_gradient(ws[j], weight, h);
+        for (Index j = 0; j < static_cast<Index>(count); ++j) {  // in task order: same sums
+            loss += weight * batch_results(q, j);
+            h += batch_results.col(j).head(q);
         }
         if (!std::isfinite(loss))
             h.setConstant(std::numeric_limits<S>::quiet_NaN());  // no gradient: the policy applies

@@ -627,7 +627,8 @@ int main(int argc, char** argv) {
 #ifdef SCALTRA_EXAMPLE_MPI
         if (settings.mpi) {
             scaltra::dist::DataParallelClassifier<S, scaltra::nn::Mlp<S>> data_parallel(model);
-            runs = train_all(settings, data_parallel, initial, fm, validation ? &*validation : nullptr);
+            runs = train_all(settings, data_parallel, initial, fm,
+                             validation ? &*validation : nullptr);
         } else
 #endif
             runs = train_all(settings, model, initial, fm, validation ? &*validation : nullptr);

@@ -219,6 +219,25 @@ TEMPLATE_LIST_TEST_CASE("fit on a DataParallelClassifier follows the one-process
           == Approx(result_alone.history.back().metrics.validation_loss).epsilon(1e-4));
 }
 
+TEST_CASE("APO's function-space term on a DataParallelClassifier is shared out like the loss",
+          "[dist]") {
+    const auto train = blobs<float>(7);
+    auto model = small_mlp<float>(), alone_model = small_mlp<float>();
+    scaltra::dist::DataParallelClassifier<float, scaltra::nn::Mlp<float>> dp(model);
+    scaltra::ApoOptions<float, scaltra::SgdOptions<float>> options;
+    options.lambda_fsd = 0.3f;
+    options.interval = 2;
+    scaltra::Apo<float> opt(model.layout(), options), alone(model.layout(), options);
+    Vec<float> w = model.init(), w_alone = w;
+    const scaltra::FitOptions<float> fit_options{.epochs = 2, .batch_size = 32, .seed = 4};
+    scaltra::fit(dp, opt, w, train, fit_options);
+    scaltra::fit(alone_model, alone, w_alone, train, fit_options);
+    CHECK((w - w_alone).norm() <= 1e-5 * w_alone.norm());
+    CHECK((opt.state().phi - alone.state().phi).norm() <= 1e-5 * alone.state().phi.norm());
+    CHECK(same_on_every_rank<float>(w));
+    CHECK(same_on_every_rank<float>(opt.state().phi));
+}
+
 TEST_CASE("a state that differs between ranks is named, by the check and by the callback",
           "[dist]") {
     const int last = ranks_of_world() - 1;
@@ -399,7 +418,8 @@ TEST_CASE("meta-training over ranks is the one-process meta-training bit for bit
     SECTION("DCOGD: its meta-gradient is a matrix product") {
         scaltra::Dcogd<double> alone(6, {.lr = 0.01}), shared(6, {.lr = 0.01});
         scaltra::meta_train(alone, tasks, {.epochs = 3, .inner_steps = 2});
-        scaltra::meta_train(shared, tasks, {.epochs = 3, .inner_steps = 2, .distribution = &shards});
+        scaltra::meta_train(shared, tasks,
+                            {.epochs = 3, .inner_steps = 2, .distribution = &shards});
         CHECK(testing::bitwise_equal(shared.state().phi, alone.state().phi));
     }
     SECTION("a task that throws on one rank makes every rank throw") {

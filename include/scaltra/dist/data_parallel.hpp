@@ -198,27 +198,54 @@ private:
 /// columns with `model` and combines the shares with an AllreduceObjective, so
 /// every rank steps with the whole batch's loss and gradient (and the optimizer's
 /// state stays the same on every rank). evaluate splits a set the same way and
-/// sums the shares' losses and correct counts. `model` is used by reference and
-/// must outlive dp; its layout() is dp's.
+/// sums the shares' losses and correct counts; output_discrepancy (APO's
+/// function-space term, when the model has it) is shared out like the loss.
+/// `model` is used by reference and must outlive dp; its layout() is dp's.
 template <Real S, class Model>
 class DataParallelClassifier {
-    /// The mean loss of the current batch's share, whatever batch that is.
+    /// This rank's share of the columns of the current batch, whatever batch that is.
+    struct ShareView {
+        const S* data = nullptr;
+        Index rows = 0, cols = 0, stride = 0;
+        void set(const Eigen::Ref<const Mat<S>>& inputs, detail::Share share) {
+            data = inputs.data() + share.first * inputs.outerStride();
+            rows = inputs.rows();
+            cols = share.count;
+            stride = inputs.outerStride();
+        }
+        Eigen::Map<const Mat<S>, 0, Eigen::OuterStride<>> columns() const {
+            return {data, rows, cols, Eigen::OuterStride<>(stride)};
+        }
+    };
+    /// The mean loss of the share.
     struct ShareLoss {
         Model* model;
-        const S* inputs = nullptr;
-        Index rows = 0, cols = 0, stride = 0;
+        ShareView share;
         std::span<const Index> labels;
         S operator()(const Eigen::Ref<const Vec<S>>& w, Eigen::Ref<Vec<S>> grad) {
             grad.setZero();  // the model adds its gradient
-            const Eigen::Map<const Mat<S>, 0, Eigen::OuterStride<>> share(
-                inputs, rows, cols, Eigen::OuterStride<>(stride));
-            return static_cast<S>(model->loss_and_grad(w, share, labels, grad));
+            return static_cast<S>(model->loss_and_grad(w, share.columns(), labels, grad));
+        }
+    };
+    /// The mean discrepancy ρ(f(x̃; u), f(x̃; w)) of the share (APO's function-space term).
+    struct ShareDiscrepancy {
+        Model* model;
+        ShareView share;
+        const Eigen::Ref<const Vec<S>>* w;
+        Discrepancy rho;
+        S operator()(const Eigen::Ref<const Vec<S>>& u, Eigen::Ref<Vec<S>> grad) {
+            grad.setZero();
+            return static_cast<S>(model->output_discrepancy(u, *w, share.columns(), rho, grad));
         }
     };
 
 public:
     explicit DataParallelClassifier(Model& model, MPI_Comm comm = MPI_COMM_WORLD)
-        : model_(&model), comm_(comm), objective_(ShareLoss{&model, nullptr, 0, 0, 0, {}}, 0, comm) {}
+        : model_(&model),
+          comm_(comm),
+          loss_(ShareLoss{&model, {}, {}}, 0, comm),
+          discrepancy_(ShareDiscrepancy{&model, {}, nullptr, Discrepancy::squared_error}, 0,
+                       comm) {}
 
     Index input_size() const { return static_cast<Index>(model_->input_size()); }
     Index output_size() const { return static_cast<Index>(model_->output_size()); }
@@ -233,18 +260,37 @@ public:
         scaltra::detail::require_size("labels", static_cast<Index>(labels.size()),
                                       inputs.cols());
         const detail::Share share = detail::share_of(inputs.cols(), comm_);
-        ShareLoss& f = objective_.local();
-        f.inputs = inputs.data() + share.first * inputs.outerStride();
-        f.rows = inputs.rows();
-        f.cols = share.count;
-        f.stride = inputs.outerStride();
+        ShareLoss& f = loss_.local();
+        f.share.set(inputs, share);
         f.labels = labels.subspan(static_cast<std::size_t>(share.first),
                                   static_cast<std::size_t>(share.count));
-        objective_.set_local_count(share.count);
+        loss_.set_local_count(share.count);
         whole_gradient_.resize(w.size());
-        const S loss = objective_(w, whole_gradient_);
+        const S loss = loss_(w, whole_gradient_);
         grad += whole_gradient_;
         return loss;
+    }
+
+    /// The mean of ρ(f(x̃; u), f(x̃; w)) over inputs x̃ (APO's function-space term;
+    /// every rank passes the same ones), each rank taking its share; its gradient
+    /// with respect to u is added to grad. When the model has output_discrepancy.
+    S output_discrepancy(const Eigen::Ref<const Vec<S>>& u, const Eigen::Ref<const Vec<S>>& w,
+                         const Eigen::Ref<const Mat<S>>& inputs, Discrepancy rho,
+                         Eigen::Ref<Vec<S>> grad)
+    requires requires(Model& m, Eigen::Ref<Vec<S>>& g) {
+        m.output_discrepancy(u, w, inputs, rho, g);
+    }
+    {
+        const detail::Share share = detail::share_of(inputs.cols(), comm_);
+        ShareDiscrepancy& f = discrepancy_.local();
+        f.share.set(inputs, share);
+        f.w = &w;
+        f.rho = rho;
+        discrepancy_.set_local_count(share.count);
+        whole_gradient_.resize(u.size());
+        const S d = discrepancy_(u, whole_gradient_);
+        grad += whole_gradient_;
+        return d;
     }
 
     /// Mean loss and accuracy over a set, each rank evaluating its share.
@@ -286,7 +332,8 @@ public:
 private:
     Model* model_;
     MPI_Comm comm_;
-    AllreduceObjective<S, ShareLoss> objective_;
+    AllreduceObjective<S, ShareLoss> loss_;
+    AllreduceObjective<S, ShareDiscrepancy> discrepancy_;
     Vec<S> whole_gradient_;
 };
 

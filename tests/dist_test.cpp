@@ -299,6 +299,10 @@ TEST_CASE("a state that differs between ranks is named, by the check and by the 
             CHECK(e.block().starts_with("phi["));  // its permutations steer φ apart
         }
         CHECK(steps == 3);
+        // Checked at the end too: every = 1000 is never reached in one epoch's 5 steps.
+        CHECK_THROWS_AS(scaltra::fit(dp, lodo, u, train, {.epochs = 1, .batch_size = 32},
+                                     scaltra::dist::StateAgreement(1000)),
+                        scaltra::dist::StateDivergence);
     }
 }
 

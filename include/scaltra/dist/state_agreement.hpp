@@ -182,7 +182,8 @@ void check_state_agreement(const Opt& opt, MPI_Comm comm = MPI_COMM_WORLD) {
 }
 
 /// A callback (train/hooks.hpp) that checks the state agreement after every
-/// `every`-th step; a divergence ends the run with StateDivergence on every rank.
+/// `every`-th step and at the end; a divergence ends the run with StateDivergence
+/// on every rank.
 class StateAgreement {
 public:
     explicit StateAgreement(std::int64_t every, MPI_Comm comm = MPI_COMM_WORLD)
@@ -194,6 +195,11 @@ public:
     void on_step(const Opt& opt, const Progress<S>& p, const Eigen::Ref<const Vec<S>>&) const {
         if (p.iteration % every_ == 0)
             check_state_agreement(opt, comm_);
+    }
+
+    template <Optimizer Opt, class S>
+    void on_end(const Opt& opt, const Progress<S>&, const Eigen::Ref<const Vec<S>>&) const {
+        check_state_agreement(opt, comm_);
     }
 
 private:

@@ -264,11 +264,7 @@ public:
         f.share.set(inputs, share);
         f.labels = labels.subspan(static_cast<std::size_t>(share.first),
                                   static_cast<std::size_t>(share.count));
-        loss_.set_local_count(share.count);
-        whole_gradient_.resize(w.size());
-        const S loss = loss_(w, whole_gradient_);
-        grad += whole_gradient_;
-        return loss;
+        return add_whole(loss_, share.count, w, grad);
     }
 
     /// The mean of ρ(f(x̃; u), f(x̃; w)) over inputs x̃ (APO's function-space term;
@@ -286,11 +282,7 @@ public:
         f.share.set(inputs, share);
         f.w = &w;
         f.rho = rho;
-        discrepancy_.set_local_count(share.count);
-        whole_gradient_.resize(u.size());
-        const S d = discrepancy_(u, whole_gradient_);
-        grad += whole_gradient_;
-        return d;
+        return add_whole(discrepancy_, share.count, u, grad);
     }
 
     /// Mean loss and accuracy over a set, each rank evaluating its share.
@@ -330,6 +322,18 @@ public:
     }
 
 private:
+    /// The whole batch's value of `objective` (its share set, of `count` examples)
+    /// at x; the whole batch's gradient is added to grad.
+    template <class F>
+    S add_whole(AllreduceObjective<S, F>& objective, Index count,
+                const Eigen::Ref<const Vec<S>>& x, Eigen::Ref<Vec<S>> grad) {
+        objective.set_local_count(count);
+        whole_gradient_.resize(x.size());
+        const S value = objective(x, whole_gradient_);
+        grad += whole_gradient_;
+        return value;
+    }
+
     Model* model_;
     MPI_Comm comm_;
     AllreduceObjective<S, ShareLoss> loss_;

@@ -18,12 +18,14 @@
 #include <scaltra/train.hpp>
 
 #include <catch2/catch.hpp>
+#include <fcntl.h>
 #include <unistd.h>
 
 using scaltra::Index;
 using scaltra::Mat;
 using scaltra::Vec;
 using Set = scaltra::data::LabelledSet<float>;
+using Style = scaltra::ProgressBar::Style;
 
 namespace {
 
@@ -169,9 +171,9 @@ TEST_CASE("fit ends mid-epoch on a callback or a non-finite loss, without an epo
     Vec<float> w = model.init();
     scaltra::Adam<float> opt(model.layout());
     std::ostringstream bar, epochs;
-    const auto stopped =
-        scaltra::fit(model, opt, w, train, {.epochs = 3, .batch_size = 50}, StopAtStep{6},
-                     scaltra::ProgressBar(bar), scaltra::EpochCsvLogger(epochs));
+    const auto stopped = scaltra::fit(model, opt, w, train, {.epochs = 3, .batch_size = 50},
+                                      StopAtStep{6}, scaltra::ProgressBar(bar, Style::redraw),
+                                      scaltra::EpochCsvLogger(epochs));
     CHECK(stopped.status == scaltra::Status::stopped_by_callback);
     CHECK(stopped.iterations == 6);
     CHECK(stopped.history.size() == 1);  // epoch 2 did not complete
@@ -207,7 +209,7 @@ TEST_CASE("fit reports epochs through the progress bar and the epoch CSV logger"
     scaltra::Adam<float> opt(model.layout());
     std::ostringstream bar, epochs, steps;
     scaltra::fit(model, opt, w, train, {.epochs = 3, .batch_size = 25, .test = &test},
-                 scaltra::ProgressBar(bar), scaltra::EpochCsvLogger(epochs),
+                 scaltra::ProgressBar(bar, Style::redraw), scaltra::EpochCsvLogger(epochs),
                  scaltra::CsvLogger(steps));
     CHECK_THAT(bar.str(), Catch::Contains("epoch 1/3  loss ") && Catch::Contains("test loss ")
                               && Catch::Contains("epoch 3/3  loss "));
@@ -218,6 +220,69 @@ TEST_CASE("fit reports epochs through the progress bar and the epoch CSV logger"
                                                "elapsed_seconds\n1,4,"));
     CHECK_THAT(epochs.str(), Catch::Contains(",,,"));  // the validation columns are empty
     CHECK(count_lines(steps.str()) == 1 + 12);
+}
+
+/// Runs `body` with file descriptor 2 (std::cerr's) pointing at `fd`, then restores it.
+template <class F>
+void with_stderr_on(int fd, F body) {
+    std::cerr.flush();
+    const int saved = dup(STDERR_FILENO);
+    REQUIRE(saved >= 0);
+    REQUIRE(dup2(fd, STDERR_FILENO) == STDERR_FILENO);
+    body();
+    std::cerr.flush();
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+}
+
+TEST_CASE("the progress bar redraws on a terminal and prints whole lines to a log", "[fit]") {
+    const Set train = blobs(100, 1);
+    scaltra::nn::Mlp<float> model({10, 8, 3}, scaltra::nn::Relu{}, 3);
+    auto run = [&](std::ostream& out, Style style) {
+        Vec<float> w = model.init();
+        scaltra::Adam<float> opt(model.layout());
+        scaltra::fit(model, opt, w, train, {.epochs = 3, .batch_size = 10},
+                     scaltra::ProgressBar(out, style));
+    };
+    std::ostringstream redrawn_out, logged_out, automatic_out;
+    run(redrawn_out, Style::redraw);
+    run(logged_out, Style::lines);
+    run(automatic_out, Style::automatic);  // a string stream is not a terminal
+    const std::string redrawn = redrawn_out.str(), logged = logged_out.str(),
+                      automatic = automatic_out.str();
+    CHECK(std::count(redrawn.begin(), redrawn.end(), '\r') > 3);
+    CHECK(count_lines(redrawn) == 3);
+    for (const std::string& text : {logged, automatic}) {
+        CHECK(text.find('\r') == std::string::npos);
+        CHECK(count_lines(text) == 3);  // one line per epoch, none per step
+        CHECK_THAT(text, Catch::StartsWith("epoch 1/3  loss ")
+                             && Catch::Contains("\nepoch 3/3  loss ") && Catch::EndsWith(" s\n"));
+    }
+
+    // automatic: a redraw on std::cerr only while its descriptor is a terminal.
+    CHECK_FALSE(scaltra::ProgressBar(automatic_out).redraws());
+    const int master = posix_openpt(O_RDWR | O_NOCTTY);
+    REQUIRE(master >= 0);
+    REQUIRE(grantpt(master) == 0);
+    REQUIRE(unlockpt(master) == 0);
+    const int terminal = open(ptsname(master), O_RDWR | O_NOCTTY);
+    REQUIRE(terminal >= 0);
+    with_stderr_on(terminal, [] {
+        CHECK(scaltra::ProgressBar(std::cerr).redraws());
+        CHECK(scaltra::ProgressBar(std::clog).redraws());
+        CHECK_FALSE(scaltra::ProgressBar(std::cerr, Style::lines).redraws());
+    });
+    close(terminal);
+    close(master);
+    const std::filesystem::path log = temporary("progress.log");
+    const int file = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    REQUIRE(file >= 0);
+    with_stderr_on(file, [] {
+        CHECK_FALSE(scaltra::ProgressBar(std::cerr).redraws());
+        CHECK(scaltra::ProgressBar(std::cerr, Style::redraw).redraws());
+    });
+    close(file);
+    std::filesystem::remove(log);
 }
 
 TEST_CASE("a checkpoint resumes fit bit-identically, and bad checkpoints change nothing", "[fit]") {

@@ -256,6 +256,25 @@ TEST_CASE("loggers write what they promise", "[train]") {
                Catch::StartsWith("iteration,loss,gradient_norm,elapsed_seconds\n2,"));
     CHECK_THAT(bar.str(), Catch::Contains("100%") && Catch::Contains("it/s")
                               && Catch::Contains("ETA") && Catch::Contains("loss"));
+    CHECK(bar.str().find('\r') == std::string::npos);  // a string stream is no terminal
+
+    // Written as lines, minimize's bar has one at each tenth of the budget, and one
+    // where a run stops between them.
+    std::ostringstream tenths, stopped;
+    x = sphere.initial_point();
+    opt.reset();
+    scaltra::minimize(opt, sphere, x, {.max_iterations = 20},
+                      scaltra::ProgressBar(tenths, scaltra::ProgressBar::Style::lines));
+    CHECK(count_lines(tenths.str()) == 10);
+    CHECK_THAT(tenths.str(), Catch::StartsWith("[===") && Catch::Contains("]  10%")
+                                 && Catch::EndsWith("\n") && Catch::Contains("] 100%"));
+    CHECK(tenths.str().find('\r') == std::string::npos);
+    x = sphere.initial_point();
+    opt.reset();
+    scaltra::minimize(opt, sphere, x, {.max_iterations = 20}, StopAt{5},
+                      scaltra::ProgressBar(stopped, scaltra::ProgressBar::Style::lines));
+    CHECK(count_lines(stopped.str()) == 2 + 1);  // 10%, 20%, then where it stopped
+    CHECK_THAT(stopped.str(), Catch::EndsWith("\n") && Catch::Contains("]  25%"));
 
     const std::string path = "scaltra_train_test.csv";
     {

@@ -15,6 +15,9 @@
 #include <sstream>
 #include <string>
 #include <string_view>
+#if __has_include(<unistd.h>)
+#include <unistd.h>
+#endif
 
 #include "../core/error.hpp"
 #include "../core/types.hpp"
@@ -66,16 +69,52 @@ private:
     std::int64_t every_;
 };
 
+namespace detail {
+/// Whether `out` is std::cout, std::cerr or std::clog and its file descriptor is
+/// a terminal. Any other stream (a file, a string) is not one.
+inline bool writes_to_terminal(const std::ostream& out) {
+#if __has_include(<unistd.h>)
+    if (&out == &std::cout)
+        return ::isatty(STDOUT_FILENO) == 1;
+    if (&out == &std::cerr || &out == &std::clog)
+        return ::isatty(STDERR_FILENO) == 1;
+#else
+    (void)out;
+#endif
+    return false;
+}
+}  // namespace detail
+
 /// A one-line progress bar: share of the iteration budget, steps per second,
 /// time to go and the running loss (an exponential average over about the last
-/// 50 steps, bias-corrected as Adam's moments), redrawn at most ten times a
-/// second. Under `fit` each epoch ends with a summary line of its metrics.
+/// 50 steps, bias-corrected as Adam's moments). Under `fit` each epoch ends with a
+/// summary line of its metrics.
+///
+/// On a terminal the bar is redrawn in place, at most ten times a second. Written
+/// to a log (a file, a pipe, `| tee`, CI) it prints whole lines only: under `fit`
+/// the epoch summaries, under `minimize` the bar at each tenth of the budget; and
+/// in both the bar where a run ends between those lines.
 class ProgressBar {
 public:
-    explicit ProgressBar(std::ostream& out = std::cerr, int width = 30)
-        : out_(&out), width_(width) {
+    enum class Style {
+        automatic,  ///< `redraw` when the stream is a terminal (see below), else `lines`
+        redraw,     ///< one line rewritten in place with '\r'
+        lines,      ///< whole lines, no '\r'
+    };
+
+    /// `automatic` redraws only on std::cout, std::cerr or std::clog whose file
+    /// descriptor is a terminal (isatty).
+    explicit ProgressBar(std::ostream& out = std::cerr, Style style = Style::automatic,
+                         int width = 30)
+        : out_(&out),
+          redraw_(style == Style::redraw
+                  || (style == Style::automatic && detail::writes_to_terminal(out))),
+          width_(width) {
         detail::require_positive("width", width_);
     }
+
+    /// Whether the bar is redrawn in place (else it prints whole lines).
+    bool redraws() const { return redraw_; }
 
     template <class Opt, class S>
     void on_begin(const Opt&, const Progress<S>& p, const Eigen::Ref<const Vec<S>>&) {
@@ -91,6 +130,16 @@ public:
         if (std::isfinite(p.loss)) {
             average_ = kDecay * average_ + (1 - kDecay) * static_cast<double>(p.loss);
             weight_ = kDecay * weight_ + (1 - kDecay);
+        }
+        if (!redraw_) {
+            // A line at each tenth of minimize's budget; fit's lines are its epochs.
+            if (p.max_epochs == 0 && p.max_iterations > 0
+                && (10 * p.iteration) / p.max_iterations
+                       != (10 * (p.iteration - 1)) / p.max_iterations) {
+                emit(bar(p), true);
+                summary_iteration_ = p.iteration;
+            }
+            return;
         }
         if (p.elapsed_seconds - last_draw_ < 0.1 && p.iteration != p.max_iterations)
             return;
@@ -154,8 +203,12 @@ private:
     }
 
     /// Rewrites the current line (padding over a longer previous one), and ends
-    /// it when `newline`.
+    /// it when `newline`; without redrawing, prints whole lines only.
     void emit(const std::string& line, bool newline) {
+        if (!redraw_) {
+            *out_ << line << '\n' << std::flush;
+            return;
+        }
         *out_ << '\r' << line;
         if (line.size() < line_width_)
             *out_ << std::string(line_width_ - line.size(), ' ');
@@ -166,9 +219,10 @@ private:
     }
 
     std::ostream* out_;
+    bool redraw_;
     int width_;
     std::int64_t first_iteration_ = 0;
-    std::int64_t summary_iteration_ = -1;  // where the last epoch summary was printed
+    std::int64_t summary_iteration_ = -1;  // where the last whole line was printed
     double average_ = 0, weight_ = 0;      // the running loss is average_ / weight_
     double last_draw_ = -1;
     std::size_t line_width_ = 0;  // of the line being redrawn (0: none open)

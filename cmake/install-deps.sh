@@ -3,6 +3,7 @@
 #
 #   sh cmake/install-deps.sh test   # everything needed for `cmake --workflow --preset dev`
 #   sh cmake/install-deps.sh demo   # everything needed to build and run the demos
+#   sh cmake/install-deps.sh bench  # the demos' and libtorch, for bench/peers
 #   sh cmake/install-deps.sh fuzz   # everything needed for `cmake --workflow --preset fuzz`
 #   sh cmake/install-deps.sh tsan   # everything needed for `cmake --workflow --preset tsan`
 #
@@ -12,12 +13,13 @@ set -eu
 # --- Package lists: extend here -------------------------------------------
 SCALTRA_DEPS_TEST="cmake g++ make libeigen3-dev catch2 libbenchmark-dev zlib1g-dev libopenblas-dev dataset-fashion-mnist gnuplot-nox libopenmpi-dev openmpi-bin"
 SCALTRA_DEPS_DEMO="cmake g++ make libeigen3-dev libbenchmark-dev zlib1g-dev libopenblas-dev dataset-fashion-mnist gnuplot-nox"
+SCALTRA_DEPS_BENCH="$SCALTRA_DEPS_DEMO libtorch-dev"
 SCALTRA_DEPS_FUZZ="cmake make clang libclang-rt-14-dev libeigen3-dev zlib1g-dev"
 SCALTRA_DEPS_TSAN="cmake make clang libclang-rt-14-dev libomp-14-dev libeigen3-dev catch2 zlib1g-dev"
 # ---------------------------------------------------------------------------
 
 usage() {
-    echo "usage: sh cmake/install-deps.sh demo|test|fuzz|tsan" >&2
+    echo "usage: sh cmake/install-deps.sh demo|test|bench|fuzz|tsan" >&2
     exit 2
 }
 
@@ -25,6 +27,7 @@ usage() {
 case "$1" in
     test) wanted=$SCALTRA_DEPS_TEST ;;
     demo) wanted=$SCALTRA_DEPS_DEMO ;;
+    bench) wanted=$SCALTRA_DEPS_BENCH ;;
     fuzz) wanted=$SCALTRA_DEPS_FUZZ ;;
     tsan) wanted=$SCALTRA_DEPS_TSAN ;;
     *) usage ;;

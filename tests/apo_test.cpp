@@ -13,6 +13,7 @@
 #include <scaltra/problems.hpp>
 #include <scaltra/train.hpp>
 
+#include "cross_optimizer_suites.hpp"
 #include "resume_check.hpp"
 #include <catch2/catch.hpp>
 
@@ -462,3 +463,6 @@ TEST_CASE("fit gives APO the function-space term on a second shuffle of the trai
     CHECK(with_fsd.lr() != without.lr());  // the term changed the meta-gradient
     CHECK(std::isfinite(with_fsd.lr()));
 }
+
+// The suites every optimizer passes, over APO and APO-P in float and double.
+SCALTRA_CROSS_OPTIMIZER_SUITES(testing::ApoCases)

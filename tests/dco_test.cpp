@@ -20,6 +20,7 @@
 
 #include <Eigen/Eigenvalues>
 
+#include "cross_optimizer_suites.hpp"
 #include "resume_check.hpp"
 #include <catch2/catch.hpp>
 
@@ -500,3 +501,6 @@ TEST_CASE("DCO's learned state saves, loads and resumes, restart keeps it, and D
     CHECK_NOTHROW(scaltra::Dcogd<float>(3000, {.max_size = 3000}));
     CHECK_THROWS_WITH(scaltra::Dcom<float>(3, {.momentum = 1}), Catch::Contains("momentum"));
 }
+
+// The suites every optimizer passes, over DCOG, DCOM and DCOGD in float and double.
+SCALTRA_CROSS_OPTIMIZER_SUITES(testing::DcoCases)

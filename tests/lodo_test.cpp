@@ -9,6 +9,7 @@
 #include <scaltra/optim.hpp>
 #include <scaltra/problems.hpp>
 
+#include "cross_optimizer_suites.hpp"
 #include "resume_check.hpp"
 #include <catch2/catch.hpp>
 
@@ -391,3 +392,6 @@ TEMPLATE_TEST_CASE("LODO at depth 0 is momentum SGD", "[lodo]", float, double) {
     resumed.load(saved);
     CHECK(scaltra::bitwise_equal(resumed.state(), opt.state()));
 }
+
+// The suites every optimizer passes, over LODO in float and double.
+SCALTRA_CROSS_OPTIMIZER_SUITES(testing::LodoCases)

@@ -15,6 +15,7 @@
 #include <scaltra/problems.hpp>
 #include <scaltra/train.hpp>
 
+#include "cross_optimizer_suites.hpp"
 #include "resume_check.hpp"
 #include <catch2/catch.hpp>
 
@@ -639,3 +640,6 @@ TEST_CASE("a non-finite hypergradient raises or skips, leaving x and the state u
         CHECK(scaltra::bitwise_equal(opt.meta_optimizer()->state(), meta_before));
     }
 }
+
+// The suites every optimizer passes, over SCALTRA in float and double.
+SCALTRA_CROSS_OPTIMIZER_SUITES(testing::ScaltraCases)

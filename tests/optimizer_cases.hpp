@@ -408,7 +408,8 @@ using ApoCases = std::tuple<ApoCase<float>, ApoCase<double>, ApoPCase<float>, Ap
 using DcoCases = std::tuple<DcogCase<float>, DcogCase<double>, DcomCase<float>, DcomCase<double>,
                             DcogdCase<float>, DcogdCase<double>>;
 
-/// Every case, in the order the fuzz corpora's first byte indexes.
+/// Every case, in the order the fuzz corpora's first byte indexes: a new family's
+/// list goes at the end.
 using AllCases = decltype(std::tuple_cat(ClassicCases{}, ScaltraCases{}, LodoCases{}, ApoCases{},
                                          DcoCases{}));
 

@@ -158,10 +158,11 @@ void BM_PermutedGather(benchmark::State& state) {
     state.SetItemsProcessed(state.iterations() * h);
 }
 
-// LODO with the defaults (N = 16, k = 4): M = 16·h·4, h = 2n + 4 − (2n mod 4).
-void BM_Lodo(benchmark::State& state) {
+// LODO with the defaults (N = 16, k = 4): M = 16·h·4, h = 2n + 4 − (2n mod 4);
+// BM_LodoButterfly with the butterfly permutations instead of the random ones.
+void run_lodo(benchmark::State& state, scaltra::LodoPermutations permutations) {
     const Index n = state.range(0);
-    scaltra::Lodo<S> opt(n);
+    scaltra::Lodo<S> opt(n, {.permutations = permutations});
     const Index meta = opt.rule().meta_layout().size();
     scaltra::Rng rng(1);
     Vec<S> x = rng.normal_vector<S>(n);
@@ -174,6 +175,12 @@ void BM_Lodo(benchmark::State& state) {
     }
     state.SetBytesProcessed(state.iterations() * 11 * meta * static_cast<Index>(sizeof(S)));
     state.counters["meta_params"] = static_cast<double>(meta);
+}
+void BM_Lodo(benchmark::State& state) {
+    run_lodo(state, scaltra::LodoPermutations::random);
+}
+void BM_LodoButterfly(benchmark::State& state) {
+    run_lodo(state, scaltra::LodoPermutations::butterfly);
 }
 
 #define SCALTRA_SIZES ->Arg(10'000)->Arg(1'000'000)->Arg(10'000'000)->UseRealTime()
@@ -198,6 +205,11 @@ BENCHMARK(BM_MetaTrainDcogDouble)->Arg(100)->UseRealTime()->Unit(benchmark::kMil
 BENCHMARK(BM_MetaTrainDcogd)->Arg(100)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_PermutedGather)->Arg(200'000)->Arg(2'000'000)->UseRealTime();
 BENCHMARK(BM_Lodo)->Arg(100'000)->Arg(1'000'000)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_LodoButterfly)
+    ->Arg(100'000)
+    ->Arg(1'000'000)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
 
 }  // namespace
 

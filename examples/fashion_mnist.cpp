@@ -7,7 +7,7 @@
 //                 [--threads T] [--seed S] [--limit N] [--validation N]
 //                 [--eval-every K] [--target PERCENT]
 //                 [--meta-lr LR] [--beta B] [--gamma-rule sca|geometric] [--epsilon E]
-//                 [--rank R] [--b-scale S]
+//                 [--rank R] [--b-scale S] [--permutations random|butterfly]
 //                 [--interval K] [--lambda-fsd L] [--lambda-wsd L] [--momentum M]
 //                 [--max-factor N]
 //                 [--data DIR] [--csv DIR] [--plot FILE.png] [--plot-lr FILE.png]
@@ -20,7 +20,7 @@
 // initial learning rate α₀; --meta-lr, --beta, --gamma-rule, --epsilon, --rank and
 // --b-scale set its other options (library defaults otherwise). LODO's --lr is its
 // α₀ (default 1, the library's, not from the grid); --meta-lr and --beta apply to
-// it too. APO's --lr is η₀ (apo: SGD with momentum 0.9, apo-adam: Adam, apo-p: the
+// it too, and --permutations picks its P_i (the paper's random ones by default). APO's --lr is η₀ (apo: SGD with momentum 0.9, apo-adam: Adam, apo-p: the
 // preconditioner with momentum 0.9); --meta-lr, --interval, --lambda-fsd,
 // --lambda-wsd, --momentum and (apo-p) --max-factor set its other options, and
 // --plot-lr plots the learned learning rates against the step (the --csv step
@@ -78,6 +78,7 @@ struct Settings {
     std::optional<double> meta_lr, beta, epsilon, b_scale;  // SCALTRA's (and LODO's), when set
     std::optional<Index> rank;
     std::optional<scaltra::GammaRule> gamma_rule;
+    std::optional<scaltra::LodoPermutations> permutations;  // LODO's
     std::optional<double> lambda_fsd, lambda_wsd, momentum;  // APO's, when set
     std::optional<Index> interval, max_factor;
     std::string data, csv, plot, plot_lr, checkpoint;
@@ -246,6 +247,8 @@ Run train_named(const std::string& name, double lr, const Settings& settings, Mo
             options.meta.lr = static_cast<S>(*settings.meta_lr);
         if (settings.beta)
             options.beta = static_cast<S>(*settings.beta);
+        if (settings.permutations)
+            options.permutations = *settings.permutations;
         return go(scaltra::Lodo<S>(layout, options));
     }
     // APO: the library's defaults but for what the flags set.
@@ -427,6 +430,7 @@ bool chosen(const std::string& list, const std::string& name) {
                  "                     [--eval-every K] [--target PERCENT]\n"
                  "                     [--meta-lr LR] [--beta B] [--gamma-rule sca|geometric]\n"
                  "                     [--epsilon E] [--rank R] [--b-scale S]\n"
+                 "                     [--permutations random|butterfly]\n"
                  "                     [--interval K] [--lambda-fsd L] [--lambda-wsd L]\n"
                  "                     [--momentum M] [--max-factor N]\n"
                  "                     [--data DIR] [--csv DIR] [--plot FILE.png]\n"
@@ -507,6 +511,12 @@ Settings parse(int argc, char** argv) {
             if (rule != "sca" && rule != "geometric")
                 usage(("--gamma-rule is sca or geometric, got '" + rule + "'").c_str());
             s.gamma_rule = rule == "sca" ? scaltra::GammaRule::sca : scaltra::GammaRule::geometric;
+        } else if (flag == "--permutations") {
+            const std::string kind = value;
+            if (kind != "random" && kind != "butterfly")
+                usage(("--permutations is random or butterfly, got '" + kind + "'").c_str());
+            s.permutations = kind == "random" ? scaltra::LodoPermutations::random
+                                              : scaltra::LodoPermutations::butterfly;
         } else if (flag == "--data")
             s.data = value;
         else if (flag == "--csv")

@@ -1,7 +1,11 @@
 // optim/lodo.hpp: the checks L1, L2, L4 and L5 of ALGORITHMS.md, and save/load.
+#include <algorithm>
 #include <cstdint>
+#include <numeric>
 #include <sstream>
+#include <tuple>
 #include <type_traits>
+#include <utility>
 
 #include <Eigen/Eigenvalues>
 
@@ -136,9 +140,9 @@ TEST_CASE("LODO: save and load mid-run continue bit-identically, the permutation
 
 namespace {
 
-/// G(θ) = α₀ EᵀAᵀA E formed densely from the state's blocks and permutations:
+/// A E formed densely from the state's blocks and permutations:
 /// L_i = blockdiag(W_i)ᵀ P_i, (P_i)_{t, perms(t, i)} = 1.
-Mat<double> dense_G(const scaltra::LodoState<double>& state, Index n, Index k, double alpha0) {
+Mat<double> dense_AE(const scaltra::LodoState<double>& state, Index n, Index k) {
     const Index h = state.perms.rows(), layers = state.perms.cols();
     Mat<double> A = Mat<double>::Identity(h, h).leftCols(n);  // E
     for (Index i = 0; i < layers; ++i) {
@@ -150,7 +154,13 @@ Mat<double> dense_G(const scaltra::LodoState<double>& state, Index n, Index k, d
             B.block(j, j, k, k) = W.middleCols(j, k);
         A = B.transpose() * P * A;
     }
-    return alpha0 * A.transpose() * A;
+    return A;
+}
+
+/// G(θ) = α₀ EᵀAᵀA E.
+Mat<double> dense_G(const scaltra::LodoState<double>& state, Index n, Index k, double alpha0) {
+    const Mat<double> AE = dense_AE(state, n, k);
+    return alpha0 * AE.transpose() * AE;
 }
 
 }  // namespace
@@ -207,6 +217,73 @@ TEST_CASE("LODO's permutations are read and set with the state, and checked", "[
     // reset() goes back to the seed's permutations.
     opt.reset();
     CHECK(opt.state().perms == scaltra::Lodo<double>(n, {.layers = 3, .block = k}).state().perms);
+}
+
+TEST_CASE("LODO's butterfly permutations: digit swaps, and every input reaches every output "
+          "in D + 1 layers",
+          "[lodo]") {
+    using scaltra::detail::butterfly_depth;
+    using scaltra::detail::butterfly_permutation;
+    // Where the blocks are a power of k, stage l swaps entry t's base-k digit 0
+    // (its slot) with its digit l + 1 (digit l of its block).
+    for (const auto& [h, k] : {std::pair<Index, Index>{256, 4}, {64, 2}, {27, 3}}) {
+        const Index depth = butterfly_depth(h, k);
+        CHECK(depth == (k == 4 ? 3 : k == 2 ? 5 : 2));
+        for (Index l = 0; l < depth; ++l) {
+            Index s = k;  // k^(l+1)
+            for (Index i = 0; i < l; ++i)
+                s *= k;
+            const std::vector<Index> picks = butterfly_permutation(h, k, l);
+            for (Index t = 0; t < h; ++t) {
+                const Index slot = t % k, digit = (t / s) % k;
+                CAPTURE(h, k, l, t);
+                const Index swapped = t - slot - digit * s + digit + slot * s;
+                CHECK(picks[static_cast<std::size_t>(t)] == swapped);
+            }
+        }
+    }
+    // Elsewhere (groups cut short by the end) each stage is still a permutation.
+    for (const auto& [h, k] : {std::pair<Index, Index>{42, 2}, {60, 4}, {7, 1}, {4, 4}, {90, 3}}) {
+        for (Index l = 0; l < butterfly_depth(h, k); ++l) {
+            std::vector<Index> picks = butterfly_permutation(h, k, l);
+            std::sort(picks.begin(), picks.end());
+            std::vector<Index> identity(static_cast<std::size_t>(h));
+            std::iota(identity.begin(), identity.end(), Index(0));
+            CAPTURE(h, k, l);
+            CHECK(picks == identity);
+        }
+    }
+
+    // A E with random blocks has no zero entry after D + 1 layers where the blocks
+    // are a power of k, and has some after D (32 blocks of 2: D = 5); where they are
+    // not it takes more layers, at most 2D (21 blocks of 2: D = 5 again).
+    scaltra::Rng rng(3);
+    for (const auto& [n, layers, full] :
+         {std::tuple<Index, Index, bool>{31, 5, false}, {31, 6, true}, {20, 10, true}}) {
+        const Index k = 2, h = Rule::hidden_width(n, k), depth = butterfly_depth(h, k);
+        REQUIRE(depth == 5);
+        scaltra::Lodo<double> opt(n, {.layers = layers, .block = k,
+                                      .permutations = scaltra::LodoPermutations::butterfly});
+        auto state = opt.state();
+        for (Index i = 0; i < layers; ++i) {
+            const std::vector<Index> picks = butterfly_permutation(h, k, i % depth);
+            for (Index t = 0; t < h; ++t)
+                CHECK(state.perms(t, i) == picks[static_cast<std::size_t>(t)]);
+        }
+        state.phi = rng.normal_vector<double>(state.phi.size());
+        const Index zeros = (dense_AE(state, n, k).array() == 0).count();
+        CAPTURE(n, layers);
+        CHECK((full ? zeros == 0 : zeros > 0));
+        // The optimizer moves by those permutations: −G(θ)(1 − β)g, G formed densely.
+        opt.set_state(state);
+        const Vec<double> g = rng.normal_vector<double>(n);
+        Vec<double> x = Vec<double>::Zero(n);
+        opt.update(x, g);
+        const Vec<double> expected = -dense_G(state, n, k, 1.0) * (0.1 * g);
+        CHECK((x - expected).norm() <= 1e-12 * expected.norm());
+        opt.reset();
+        CHECK(opt.state().perms == state.perms);
+    }
 }
 
 TEMPLATE_TEST_CASE("LODO's closed form (move and hypergradient) equals its tape recording",

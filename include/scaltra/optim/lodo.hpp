@@ -4,7 +4,8 @@
 //   G(θ) = α₀ Eᵀ AᵀA E,   A = L_N ⋯ L_1,   L_i(v) = blockdiag(W_i)ᵀ P_i v,
 // symmetric positive semidefinite for every θ. E zero-pads v ∈ ℝⁿ to width
 // h = 2n + k − (2n mod k); each P_i is a fixed permutation, drawn once from the
-// seed or set by the user (state.perms), each W_i holds h/k learned k×k blocks.
+// seed (or, an option, the stages of a butterfly with locality) or set by the
+// user (state.perms), each W_i holds h/k learned k×k blocks.
 // Every block starts as a random orthogonal matrix, so A is orthogonal and
 // G(θ₀) = α₀I. θ is learned online by
 // the meta-optimizer (online_meta.hpp) from the hypergradient of the last step.
@@ -35,6 +36,13 @@
 
 namespace scaltra {
 
+/// LODO's permutations P_i (of the full form).
+enum class LodoPermutations {
+    random,     ///< drawn uniformly from the seed (the paper's)
+    butterfly,  ///< layer i is stage i mod D of the radix-k butterfly (D = ⌈log_k(h/k)⌉):
+                ///< a pass streams through memory instead of jumping
+};
+
 /// The structure of LODO's G(θ).
 enum class LodoForm {
     full,      ///< α₀ EᵀAᵀA E, A of N permuted block-diagonal layers
@@ -50,6 +58,7 @@ struct LodoOptions {
     S beta = S(0.9);         ///< momentum
     std::uint64_t seed = 0;  ///< of the permutations and the initial blocks
     LodoForm form = LodoForm::full;
+    LodoPermutations permutations = LodoPermutations::random;
     MetaOptions meta = {.lr = S(1e-3)};
     Hypergradient hypergradient = Hypergradient::closed_form;
     NonFinitePolicy on_non_finite = NonFinitePolicy::raise;
@@ -98,7 +107,11 @@ public:
           h_(hidden_width(layout.size(), options.block)),
           options_(options),
           stack_(n_, k_, h_, options.form == LodoForm::full ? options.layers : 0,
-                 Rng::stream(options.seed, 1)),
+                 [&, rng = Rng::stream(options.seed, 1)](Index i) mutable {
+                     return options.permutations == LodoPermutations::butterfly
+                                ? butterfly_permutation(h_, k_, i % butterfly_depth(h_, k_))
+                                : rng.permutation(h_);
+                 }),
           seed_perms_(stack_.permutations()),
           move_(n_) {
         if (options_.form != LodoForm::full) {

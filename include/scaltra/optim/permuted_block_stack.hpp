@@ -20,12 +20,12 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <type_traits>
 #include <vector>
 
 #include "../core/error.hpp"
-#include "../core/rng.hpp"
 #include "../core/types.hpp"
 #include "optimizer_base.hpp"
 
@@ -34,19 +34,57 @@ namespace scaltra::detail {
 /// The largest block size k of LODO's layers (its kernels keep k×k locals inline).
 inline constexpr int kMaxLodoBlock = 32;
 
+/// The stages of the radix-k butterfly over h/k blocks: the smallest D ≥ 1 with
+/// k^D ≥ h/k (1 for k = 1). Where h/k is a power of k, its D stages and one more
+/// (D + 1 layers) connect every output of A to every input; otherwise the cut-short
+/// groups take more layers, at most 2D in the tests.
+inline Index butterfly_depth(Index h, Index k) {
+    Index depth = 1;
+    for (Index reach = k; k > 1 && reach < h / k; reach *= k)
+        ++depth;
+    return depth;
+}
+
+/// Stage l of the radix-k butterfly over the h/k blocks of k entries, as row picks:
+/// a permutation with locality, in place of a random one. With s = k^l, block
+/// j = (c·k + d)·s + o (d < k, o < s) is block d of group (c, o); a group has m ≤ k
+/// blocks (fewer only where h/k ends it). Numbering its m·k entries e = d·k + slot,
+/// entry e picks block e mod m, slot ⌊e/m⌋ of its group: for m = k the transpose of
+/// the group's k×k entries, so each block draws one entry from every block of its
+/// group. Consecutive blocks draw from k runs of consecutive blocks s apart, so a
+/// pass over h streams where a random permutation jumps.
+inline std::vector<Index> butterfly_permutation(Index h, Index k, Index stage) {
+    const Index blocks = h / k;
+    Index s = 1;
+    for (Index l = 0; l < stage; ++l)
+        s *= k;
+    std::vector<Index> picks(static_cast<std::size_t>(h));
+    for (Index j = 0; j < blocks; ++j) {
+        const Index d = (j / s) % k, first = j - d * s;  // first: block 0 of j's group
+        const Index m = std::min(k, (blocks - first + s - 1) / s);
+        for (Index slot = 0; slot < k; ++slot) {
+            const Index e = d * k + slot;
+            picks[static_cast<std::size_t>(j * k + slot)] = (first + (e % m) * s) * k + e / m;
+        }
+    }
+    return picks;
+}
+
 template <Real S>
 class PermutedBlockStack {
 public:
     /// n inputs padded to width h (a multiple of k, k ≤ kMaxLodoBlock); `layers`
-    /// permutations of 0..h−1, drawn from rng.
-    PermutedBlockStack(Index n, Index k, Index h, Index layers, Rng rng)
+    /// permutations of 0..h−1, layer i's permutation_of(i) (row picks), called for
+    /// i = 0, 1, … in turn.
+    template <class PermutationOf>
+    PermutedBlockStack(Index n, Index k, Index h, Index layers, PermutationOf&& permutation_of)
         : n_(n), k_(k), h_(h), layers_(layers) {
         if (layers_ > 0 && h_ > static_cast<Index>(std::numeric_limits<std::int32_t>::max()))
             throw InvalidArgument(
                 concat("LODO: hidden width ", h_, " exceeds the 32-bit permutation indices"));
         perms_.reserve(static_cast<std::size_t>(layers_ * h_));
         for (Index i = 0; i < layers_; ++i)
-            for (Index t : rng.permutation(h_))
+            for (Index t : permutation_of(i))
                 perms_.push_back(static_cast<std::uint32_t>(t));
     }
 
@@ -274,19 +312,15 @@ private:
     }
     S* stored(Index i) const { return stored_.data() + 2 * i * h_; }
 
+    // A pair moves as one 2·sizeof(S)-byte copy: one load and one store per
+    // entry of h, which halves the time of the random passes.
     void gather_pairs(const S* u, const std::uint32_t* perm, S* out) const {
-        for (Index t = 0; t < h_; ++t) {
-            const Index from = 2 * static_cast<Index>(perm[t]);
-            out[2 * t] = u[from];
-            out[2 * t + 1] = u[from + 1];
-        }
+        for (Index t = 0; t < h_; ++t)
+            std::memcpy(out + 2 * t, u + 2 * static_cast<Index>(perm[t]), 2 * sizeof(S));
     }
     void scatter_pairs(const S* y, const std::uint32_t* perm, S* out) const {
-        for (Index t = 0; t < h_; ++t) {
-            const Index to = 2 * static_cast<Index>(perm[t]);
-            out[to] = y[2 * t];
-            out[to + 1] = y[2 * t + 1];
-        }
+        for (Index t = 0; t < h_; ++t)
+            std::memcpy(out + 2 * static_cast<Index>(perm[t]), y + 2 * t, 2 * sizeof(S));
     }
     void gather(const S* u, const std::uint32_t* perm, S* out) const {
         for (Index t = 0; t < h_; ++t)

@@ -1,8 +1,8 @@
 // scaltra beside libtorch (torch::optim and torch::nn), measured in one binary and one
 // run on the same machine, and the ratios written as a markdown table:
 //
-//   build/release/bench/peers [--markdown FILE] [--readme README.md] [--data DIR]
-//                             [Google Benchmark flags]
+//   build/release/bench/peers [--runs K] [--markdown FILE] [--readme README.md]
+//                             [--data DIR] [Google Benchmark flags]
 //
 // 1. Optimizer steps (float) of SGD, momentum, Adam and RMSProp at n = 1e5, 1e6, 1e7,
 //    one thread: scaltra's `update(x, g)`, torch::optim's `step()` and a fused loop —
@@ -25,8 +25,10 @@
 //    the gradients grow along a training trajectory): ‖w_scaltra − w_torch‖ / ‖w_torch‖.
 //
 // Each benchmark runs `--benchmark_repetitions` times (5 unless given); the table has
-// medians and, for every ratio, the ratio of the medians. --markdown writes the table
-// to FILE; --readme replaces the part of a README between the lines
+// medians and, for every ratio, the ratio of the medians. --runs K (1 unless given)
+// runs the whole set K times in a row, and the table gives the first run's figures and,
+// beside each ratio, its lowest and highest value over the K runs. --markdown writes
+// the table to FILE; --readme replaces the part of a README between the lines
 // "<!-- peers:begin -->" and "<!-- peers:end -->" with it.
 #include <algorithm>
 #include <cmath>
@@ -457,21 +459,55 @@ std::string fixed(double v, int digits) {
     return text;
 }
 
-std::string table(const MedianCollector& c, const Agreement& a) {
-    auto at = [&](const std::string& name) {
-        const auto it = c.figures.find(name);
-        return it == c.figures.end() ? 0.0 : it->second.median;
+/// The table of run 0's figures; beside each ratio and agreement, when there are several
+/// runs, its lowest and highest value over all of them.
+std::string table(const std::vector<MedianCollector>& runs,
+                  const std::vector<Agreement>& agreements) {
+    auto at = [&](std::size_t r, const std::string& name) {
+        const auto it = runs[r].figures.find(name);
+        return it == runs[r].figures.end() ? 0.0 : it->second.median;
     };
     auto spread = [&](const std::string& name) {
-        const auto it = c.figures.find(name);
-        if (it == c.figures.end() || it->second.median == 0)
+        const auto it = runs[0].figures.find(name);
+        if (it == runs[0].figures.end() || it->second.median == 0)
             return std::string("—");
         return fixed(100 * (it->second.max - it->second.min) / it->second.median, 0) + "%";
     };
+    // f(r) for run 0, and "(lowest–highest)" over the runs when there are several.
+    auto with_range = [&](auto f, auto format) {
+        std::string text = format(f(0));
+        if (runs.size() < 2)
+            return text;
+        double lo = f(0), hi = f(0);
+        for (std::size_t r = 1; r < runs.size(); ++r) {
+            lo = std::min(lo, f(r));
+            hi = std::max(hi, f(r));
+        }
+        return text + " (" + format(lo) + "–" + format(hi) + ")";
+    };
+    auto ratio = [&](const std::string& num, const std::string& den, const char* unit) {
+        return with_range([&](std::size_t r) { return at(r, num) / at(r, den); },
+                          [&](double v) { return fixed(v, 2) + unit; });
+    };
+    auto exponent = [&](auto figure) {
+        return with_range([&](std::size_t r) { return figure(agreements[r]); },
+                          [](double v) {
+                              char text[32];
+                              std::snprintf(text, sizeof text, "%.2e", v);
+                              return std::string(text);
+                          });
+    };
+    const std::string over_runs =
+        runs.size() < 2 ? std::string()
+                        : "; in brackets, each ratio's lowest and highest value over " +
+                              std::to_string(runs.size()) + " runs of the whole set in a row "
+                              "(the other figures are the first run's)";
     std::ostringstream md;
     md << "Optimizer steps, float, one thread; µs per step (median), and ratios of "
           "medians. *fused* is the update as one pass over its arrays, the bound; spread "
-          "is (max − min)/median over the repetitions of scaltra's step.\n\n"
+          "is (max − min)/median over the repetitions of scaltra's step"
+       << over_runs
+       << ".\n\n"
           "| step | n | scaltra µs | torch::optim µs | fused µs | torch / scaltra "
           "| scaltra / fused | spread |\n"
           "| --- | --- | --- | --- | --- | --- | --- | --- |\n";
@@ -480,13 +516,14 @@ std::string table(const MedianCollector& c, const Agreement& a) {
     for (const char* rule : kRuleNames) {
         for (const auto& [n, label] : sizes) {
             const std::string base = std::string("steps/") + rule + "/";
-            const double ours = at(base + "scaltra/" + n), theirs = at(base + "torch/" + n),
-                         bound = at(base + "fused/" + n);
-            if (ours == 0)
+            const std::string ours = base + "scaltra/" + n, theirs = base + "torch/" + n,
+                              bound = base + "fused/" + n;
+            if (at(0, ours) == 0)
                 continue;
-            md << "| " << rule << " | " << label << " | " << fixed(1e6 * ours, 1) << " | " << fixed(1e6 * theirs, 1) << " | "
-               << fixed(1e6 * bound, 1) << " | " << fixed(theirs / ours, 2) << "× | "
-               << fixed(ours / bound, 2) << "× | " << spread(base + "scaltra/" + n) << " |\n";
+            md << "| " << rule << " | " << label << " | " << fixed(1e6 * at(0, ours), 1)
+               << " | " << fixed(1e6 * at(0, theirs), 1) << " | "
+               << fixed(1e6 * at(0, bound), 1) << " | " << ratio(theirs, ours, "×") << " | "
+               << ratio(ours, bound, "×") << " | " << spread(ours) << " |\n";
         }
     }
     md << "\nThe 784-256-128-10 MLP, batch 128; ms (median) and scaltra / libtorch "
@@ -494,25 +531,25 @@ std::string table(const MedianCollector& c, const Agreement& a) {
           "| what | threads | scaltra ms | libtorch ms | scaltra / libtorch | spread |\n"
           "| --- | --- | --- | --- | --- | --- |\n";
     for (const char* what : {"forward_backward", "adam_epoch"}) {
+        const bool step = what[0] == 'f';
         for (const char* k : {"1", "2"}) {
             const std::string base = std::string("mlp/") + what + "/";
-            const double ours = at(base + "scaltra/" + k), theirs = at(base + "torch/" + k);
-            if (ours == 0)
+            const std::string ours = base + "scaltra/" + k, theirs = base + "torch/" + k;
+            if (at(0, ours) == 0)
                 continue;
-            md << "| " << (what[0] == 'f' ? "forward + backward" : "Adam epoch (469 steps)")
-               << " | " << k << " | " << fixed(1e3 * ours, what[0] == 'f' ? 3 : 1) << " | "
-               << fixed(1e3 * theirs, what[0] == 'f' ? 3 : 1) << " | "
-               << fixed(ours / theirs, 2) << " | " << spread(base + "scaltra/" + k) << " |\n";
+            md << "| " << (step ? "forward + backward" : "Adam epoch (469 steps)") << " | "
+               << k << " | " << fixed(1e3 * at(0, ours), step ? 3 : 1) << " | "
+               << fixed(1e3 * at(0, theirs), step ? 3 : 1) << " | "
+               << ratio(ours, theirs, "") << " | " << spread(ours) << " |\n";
         }
     }
-    char text[384];
-    std::snprintf(text, sizeof text,
-                  "\nAgreement of float Adam trajectories, ‖w_scaltra − w_torch‖ / ‖w_torch‖: "
-                  "Adam alone on the same 100 gradients (n = 1e5) %.2e; the MLP from the same "
-                  "weights on the same batches (each side's own gradients) %.2e after 1 step, "
-                  "%.2e after 10, %.2e after 100.\n",
-                  a.optimizer, a.mlp[0], a.mlp[1], a.mlp[2]);
-    md << text;
+    md << "\nAgreement of float Adam trajectories, ‖w_scaltra − w_torch‖ / ‖w_torch‖: "
+          "Adam alone on the same 100 gradients (n = 1e5) "
+       << exponent([](const Agreement& a) { return a.optimizer; })
+       << "; the MLP from the same weights on the same batches (each side's own gradients) "
+       << exponent([](const Agreement& a) { return a.mlp[0]; }) << " after 1 step, "
+       << exponent([](const Agreement& a) { return a.mlp[1]; }) << " after 10, "
+       << exponent([](const Agreement& a) { return a.mlp[2]; }) << " after 100.\n";
     return md.str();
 }
 
@@ -540,13 +577,17 @@ void splice_into(const std::string& path, const std::string& md) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    std::string markdown, readme;
+    std::string markdown, readme, runs_text = "1";
     std::vector<char*> args{argv[0]};
     bool repetitions = false;
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
-        if ((a == "--markdown" || a == "--readme" || a == "--data") && i + 1 < argc) {
-            (a == "--markdown" ? markdown : a == "--readme" ? readme : g_data_dir) = argv[++i];
+        if ((a == "--markdown" || a == "--readme" || a == "--data" || a == "--runs")
+            && i + 1 < argc) {
+            (a == "--markdown" ? markdown
+             : a == "--readme" ? readme
+             : a == "--runs"   ? runs_text
+                               : g_data_dir) = argv[++i];
             continue;
         }
         repetitions = repetitions || a.rfind("--benchmark_repetitions", 0) == 0;
@@ -560,12 +601,20 @@ int main(int argc, char** argv) {
     if (benchmark::ReportUnrecognizedArguments(count, args.data()))
         return 1;
     try {
+        char* rest = nullptr;
+        const long runs = std::strtol(runs_text.c_str(), &rest, 10);
+        if (*rest != '\0' || runs < 1 || runs > 100)
+            throw std::invalid_argument("--runs needs a count from 1 to 100, not '" + runs_text
+                                        + "'");
         train_set();  // fails here, before any timing, when the data is missing
         register_all();
-        MedianCollector collector;
-        benchmark::RunSpecifiedBenchmarks(&collector);
-        const Agreement a = agreement();
-        const std::string md = table(collector, a);
+        std::vector<MedianCollector> collectors(static_cast<std::size_t>(runs));
+        std::vector<Agreement> agreements;
+        for (MedianCollector& collector : collectors) {
+            benchmark::RunSpecifiedBenchmarks(&collector);
+            agreements.push_back(agreement());
+        }
+        const std::string md = table(collectors, agreements);
         std::printf("\n%s", md.c_str());
         if (!markdown.empty())
             write_file(markdown, md);

@@ -464,5 +464,14 @@ TEST_CASE("fit gives APO the function-space term on a second shuffle of the trai
     CHECK(std::isfinite(with_fsd.lr()));
 }
 
-// The suites every optimizer passes, over APO and APO-P in float and double.
+TEST_CASE("APO-P's per-block learning rate names the block index asked for", "[optim][state]") {
+    const auto layout = scaltra::Layout().add("W", 3, 2).add("bias", 3);
+    scaltra::ApoP<double> apop(layout, {});
+    CHECK(apop.lr(1) == Approx(apop.options().lr));
+    CHECK_THROWS_WITH(apop.lr(2), Catch::Contains("Block index 2 out of range"));
+}
+
+// The suites every optimizer passes, and the learned optimizers' (φ's blocks), over
+// APO and APO-P in float and double.
 SCALTRA_CROSS_OPTIMIZER_SUITES(testing::ApoCases)
+SCALTRA_PHI_BLOCKS_SUITE(testing::ApoCases)

@@ -502,5 +502,7 @@ TEST_CASE("DCO's learned state saves, loads and resumes, restart keeps it, and D
     CHECK_THROWS_WITH(scaltra::Dcom<float>(3, {.momentum = 1}), Catch::Contains("momentum"));
 }
 
-// The suites every optimizer passes, over DCOG, DCOM and DCOGD in float and double.
+// The suites every optimizer passes, and the learned optimizers' (φ's blocks), over
+// DCOG, DCOM and DCOGD in float and double.
 SCALTRA_CROSS_OPTIMIZER_SUITES(testing::DcoCases)
+SCALTRA_PHI_BLOCKS_SUITE(testing::DcoCases)

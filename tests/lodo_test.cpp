@@ -470,5 +470,7 @@ TEMPLATE_TEST_CASE("LODO at depth 0 is momentum SGD", "[lodo]", float, double) {
     CHECK(scaltra::bitwise_equal(resumed.state(), opt.state()));
 }
 
-// The suites every optimizer passes, over LODO in float and double.
+// The suites every optimizer passes, and the learned optimizers' (φ's blocks), over
+// LODO in float and double.
 SCALTRA_CROSS_OPTIMIZER_SUITES(testing::LodoCases)
+SCALTRA_PHI_BLOCKS_SUITE(testing::LodoCases)

@@ -641,5 +641,27 @@ TEST_CASE("a non-finite hypergradient raises or skips, leaving x and the state u
     }
 }
 
-// The suites every optimizer passes, over SCALTRA in float and double.
+TEST_CASE("SCALTRA's phi blocks b:<block> and rho:<block> are its b and rho", "[optim][state]") {
+    const auto layout = scaltra::Layout().add("W", 3, 2).add("bias", 3);
+    scaltra::Scaltra<double> opt(layout,
+                                 {.alpha0 = 0.5, .curvature = scaltra::Curvature::per_matrix});
+    auto state = opt.state();
+    const Vec<double> b = Vec<double>::LinSpaced(3, -1.0, 2.0);
+    scaltra::block_view(state.phi, opt.meta_layout().at("b:bias")) = b;
+    scaltra::block_view(state.phi, opt.meta_layout().at("rho:bias"))(0) = 0.7;
+    opt.set_state(std::move(state));
+    CHECK(opt.b_norm(1) == Approx(b.norm()).epsilon(1e-15));
+    CHECK(opt.tau(1) == Approx(std::log1p(std::exp(0.7)) + opt.options().tau_min).epsilon(1e-15));
+    // Under per_matrix, a matrix block's factor is "B:W", of W's shape.
+    CHECK(opt.meta_layout().at("B:W").rows == 3);
+    CHECK(opt.meta_layout().at("B:W").cols == 2);
+    // Per-block getters name the block index asked for, not φ's.
+    CHECK_THROWS_WITH(opt.tau(2), Catch::Contains("Block index 2 out of range"));
+    CHECK_THROWS_AS(opt.b_norm(5), scaltra::InvalidArgument);
+    CHECK_THROWS_AS(opt.effective_step(2), scaltra::InvalidArgument);
+}
+
+// The suites every optimizer passes, and the learned optimizers' (φ's blocks), over
+// SCALTRA in float and double.
 SCALTRA_CROSS_OPTIMIZER_SUITES(testing::ScaltraCases)
+SCALTRA_PHI_BLOCKS_SUITE(testing::ScaltraCases)

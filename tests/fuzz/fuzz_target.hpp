@@ -37,7 +37,8 @@ inline std::filesystem::path scratch_file(std::string_view name, std::string_vie
     return path;
 }
 
-// The targets (one per *_fuzz.cpp), for the replay.
+// The targets (one per *_fuzz.cpp); replay_test.cpp replays idx's and checkpoint's
+// corpora, and each optimizer family's test file the optimizer loaders'.
 void fuzz_idx(std::span<const std::uint8_t> input);
 void fuzz_optimizer_load(std::span<const std::uint8_t> input);
 void fuzz_checkpoint(std::span<const std::uint8_t> input);

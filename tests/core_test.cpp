@@ -1,12 +1,14 @@
 // core/: errors and validation, Layout, Rng, the state format, schedules, and
 // the test problems' gradients against central differences.
 #include <array>
+#include <bit>
 #include <cmath>
 #include <limits>
 #include <numeric>
 #include <set>
 #include <sstream>
 #include <tuple>
+#include <vector>
 
 #include <scaltra/core.hpp>
 #include <scaltra/optim/schedule.hpp>
@@ -370,4 +372,48 @@ TEST_CASE("test problems: gradients match central differences, optima are statio
     with_inf(1, 0) = std::numeric_limits<double>::infinity();
     CHECK_THROWS_WITH(LogisticRegression<double>(with_inf, Vec<double>::Ones(2), 0.1),
                       Catch::Contains("finite"));
+}
+
+TEST_CASE("bfloat16 narrowing rounds stochastically, without bias, and keeps inf and NaN",
+          "[core][bfloat16]") {
+    using scaltra::bfloat16;
+    using scaltra::detail::narrow;
+    using scaltra::detail::widen;
+    const float ulp = 0x1p-7f;  // of bfloat16 in [1, 2)
+    for (const float exact : {1.0f, -1.5f, 0x1p-100f, 0x1.fep127f})
+        for (const std::uint32_t noise : {0u, 0x8000u, 0xffffu})
+            CHECK(widen(narrow(exact, noise)) == exact);  // a bfloat16 value stays itself
+    CHECK(widen(narrow(1 + 0.3f * ulp, 0)) == 1);
+    CHECK(widen(narrow(1 + 0.3f * ulp, 0xffff)) == 1 + ulp);
+    const float inf = std::numeric_limits<float>::infinity();
+    CHECK(widen(narrow(inf, 0xffff)) == inf);
+    CHECK(widen(narrow(-inf, 0xffff)) == -inf);
+    CHECK(std::isnan(widen(narrow(std::numeric_limits<float>::quiet_NaN(), 0xffff))));
+    CHECK(std::isnan(widen(narrow(std::bit_cast<float>(0x7f800001u), 0))));  // a NaN of low bits
+
+    // Over many elements the mean of the rounded values is the value (4σ), each
+    // rounded value is one of its two neighbours, and the noise is the salt's.
+    const Index count = 20000;
+    for (const float x : {1 + 0.3f * ulp, -(1 + 0.8f * ulp), 0.1f}) {
+        const std::vector<float> from(static_cast<std::size_t>(count), x);
+        std::vector<bfloat16> to(from.size()), again(from.size()), other(from.size());
+        scaltra::detail::narrow_into(from.data(), to.data(), count, 7u, 0);
+        scaltra::detail::narrow_into(from.data(), again.data(), count, 7u, 0);
+        scaltra::detail::narrow_into(from.data(), other.data(), count, 8u, 0);
+        double sum = 0;
+        Index differ = 0;
+        const float lo = widen(narrow(std::abs(x), 0)),
+                    step = widen(narrow(std::abs(x), 0xffff)) - lo;
+        for (std::size_t e = 0; e < from.size(); ++e) {
+            const float r = widen(to[e]);
+            CHECK((std::abs(r) == lo || std::abs(r) == lo + step));
+            CHECK(widen(again[e]) == r);
+            differ += widen(other[e]) != r;
+            sum += r;
+        }
+        const double p = (std::abs(x) - lo) / step;  // the chance of rounding away from 0
+        const double sigma = step * std::sqrt(p * (1 - p) / static_cast<double>(count));
+        CHECK(std::abs(sum / static_cast<double>(count) - x) < 4 * sigma);
+        CHECK(differ > count / 10);  // another salt, other roundings
+    }
 }

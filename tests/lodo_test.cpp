@@ -1,5 +1,6 @@
 // optim/lodo.hpp: the checks L1, L2, L4 and L5 of ALGORITHMS.md, and save/load.
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <numeric>
 #include <sstream>
@@ -191,7 +192,10 @@ TEST_CASE("LODO's permutations are read and set with the state, and checked", "[
     CHECK((x - expected).norm() <= 1e-12 * expected.norm());
     // The tape path reads the same permutations, also after it has recorded with
     // the seed's.
-    scaltra::Lodo<double> taped(n, {.alpha0 = 0.3, .layers = 3, .block = k, .beta = 0.5,
+    scaltra::Lodo<double> taped(n, {.alpha0 = 0.3,
+                                    .layers = 3,
+                                    .block = k,
+                                    .beta = 0.5,
                                     .hypergradient = scaltra::Hypergradient::tape});
     Vec<double> y = x0;
     taped.update(y, g);
@@ -219,9 +223,10 @@ TEST_CASE("LODO's permutations are read and set with the state, and checked", "[
     CHECK(opt.state().perms == scaltra::Lodo<double>(n, {.layers = 3, .block = k}).state().perms);
 }
 
-TEST_CASE("LODO's butterfly permutations: digit swaps, and every input reaches every output "
-          "in D + 1 layers",
-          "[lodo]") {
+TEST_CASE(
+    "LODO's butterfly permutations: digit swaps, and every input reaches every output "
+    "in D + 1 layers",
+    "[lodo]") {
     using scaltra::detail::butterfly_depth;
     using scaltra::detail::butterfly_permutation;
     // Where the blocks are a power of k, stage l swaps entry t's base-k digit 0
@@ -262,8 +267,9 @@ TEST_CASE("LODO's butterfly permutations: digit swaps, and every input reaches e
          {std::tuple<Index, Index, bool>{31, 5, false}, {31, 6, true}, {20, 10, true}}) {
         const Index k = 2, h = Rule::hidden_width(n, k), depth = butterfly_depth(h, k);
         REQUIRE(depth == 5);
-        scaltra::Lodo<double> opt(n, {.layers = layers, .block = k,
-                                      .permutations = scaltra::LodoPermutations::butterfly});
+        scaltra::Lodo<double> opt(
+            n,
+            {.layers = layers, .block = k, .permutations = scaltra::LodoPermutations::butterfly});
         auto state = opt.state();
         for (Index i = 0; i < layers; ++i) {
             const std::vector<Index> picks = butterfly_permutation(h, k, i % depth);
@@ -472,5 +478,118 @@ TEMPLATE_TEST_CASE("LODO at depth 0 is momentum SGD", "[lodo]", float, double) {
 
 // The suites every optimizer passes, and the learned optimizers' (φ's blocks), over
 // LODO in float and double.
+namespace {
+
+using scaltra::bfloat16;
+using Compact = scaltra::CompactLodo<float>;
+
+/// |stored − exact| within one bfloat16 ulp of the larger (8 bits of mantissa).
+bool bfloat16_neighbour(float stored, float exact) {
+    const float larger = std::max(std::abs(stored), std::abs(exact));
+    return larger == 0 || std::abs(stored - exact) <= std::exp2(std::floor(std::log2(larger)) - 7);
+}
+
+/// How many elements of `got` are not bfloat16 neighbours of `want`.
+Index not_neighbours(const Vec<float>& got, const Vec<float>& want) {
+    Index count = 0;
+    for (Index i = 0; i < want.size(); ++i)
+        count += !bfloat16_neighbour(got[i], want[i]);
+    return count;
+}
+
+/// The float LODO at the compact one's state, widened (the meta-optimizer's too).
+void take_widened_state(scaltra::Lodo<float>& to, const Compact& from) {
+    const auto& s = from.state();
+    to.set_state({s.step, s.phi.cast<float>(), s.m, s.perms});
+    const auto& meta = from.meta_optimizer()->state();
+    to.set_meta_state(
+        {meta.step, meta.m.cast<float>(), meta.v.cast<float>(), meta.v_max.cast<float>()});
+}
+
+}  // namespace
+
+TEST_CASE(
+    "CompactLodo keeps θ and Adam's moments of it in bfloat16, and each step is the float "
+    "step up to one rounding of each",
+    "[lodo][bfloat16]") {
+    const Index n = 40;
+    const scaltra::problems::IllConditionedQuadratic<float> f(n, 100.0, 7);
+    for (const auto hypergradient :
+         {scaltra::Hypergradient::closed_form, scaltra::Hypergradient::tape}) {
+        const scaltra::LodoOptions<float> options{
+            .alpha0 = 0.05, .layers = 4, .meta = {.lr = 1e-2}, .hypergradient = hypergradient};
+        Compact compact(n, options);
+        scaltra::Lodo<float> reference(n, options);
+        STATIC_REQUIRE(std::is_same_v<decltype(compact.state().phi), Vec<bfloat16>>);
+        STATIC_REQUIRE(
+            std::is_same_v<decltype(compact.meta_optimizer()->state().v), Vec<bfloat16>>);
+        // θ₀: the float blocks rounded to the nearest bfloat16.
+        CHECK(compact.state().phi == reference.state().phi.cast<bfloat16>());
+        Vec<float> x = f.initial_point();
+        for (int t = 0; t < 8; ++t) {
+            take_widened_state(reference, compact);
+            Vec<float> xr = x;
+            const Vec<float> x_before = x;
+            compact.step(x, f);
+            reference.step(xr, f);
+            INFO("step " << t);
+            CHECK(not_neighbours(compact.state().phi.cast<float>(), reference.state().phi) == 0);
+            const auto& meta = compact.meta_optimizer()->state();
+            CHECK(not_neighbours(meta.m.cast<float>(), reference.meta_optimizer()->state().m) == 0);
+            CHECK(not_neighbours(meta.v.cast<float>(), reference.meta_optimizer()->state().v) == 0);
+            // The move is G(θ)m with θ rounded: within a few of N ulps.
+            CHECK((x - xr).norm() <= 0.05 * (xr - x_before).norm());
+            if (t > 1)
+                CHECK(compact.state().phi != reference.state().phi.cast<bfloat16>());
+        }
+    }
+}
+
+TEST_CASE(
+    "CompactLodo learns θ as the float LODO does: the stochastic rounding does not stall "
+    "small meta-steps",
+    "[lodo][bfloat16]") {
+    const Index n = 30;
+    const scaltra::problems::IllConditionedQuadratic<float> f(n, 100.0, 7);
+    const scaltra::LodoOptions<float> options{.alpha0 = 0.05, .layers = 4};  // meta.lr 1e-3
+    Compact compact(n, options);
+    scaltra::Lodo<float> reference(n, options);
+    take_widened_state(reference, compact);
+    const Vec<float> theta0 = reference.state().phi;
+    Vec<float> x = f.initial_point(), xr = x;
+    for (int t = 0; t < 300; ++t) {
+        compact.step(x, f);
+        reference.step(xr, f);
+    }
+    const Vec<float> theta = compact.state().phi.cast<float>();
+    const float drift = (reference.state().phi - theta0).norm();
+    INFO("drift " << drift << ", compact's drift " << (theta - theta0).norm() << ", apart "
+                  << (theta - reference.state().phi).norm());
+    CHECK((theta - reference.state().phi).norm() < 0.5f * drift);
+    CHECK((theta - theta0).norm() > 0.5f * drift);
+    Vec<float> g(n);
+    CHECK(f(x, g) < 1.5f * f(xr, g));
+}
+
+TEST_CASE("CompactLodo saves bfloat16 as 2-byte words and resumes bit-identically",
+          "[lodo][bfloat16]") {
+    const scaltra::problems::Rosenbrock<float> f(6);
+    const scaltra::LodoOptions<float> options{.alpha0 = 1e-3, .layers = 4};
+    Compact a(6, options), b(6, options);
+    Vec<float> xa = f.initial_point();
+    for (int t = 0; t < 10; ++t)
+        a.step(xa, f);
+    testing::check_resumes_bit_identically(a, b, f, xa, 10);
+    std::stringstream compact_bytes, float_bytes;
+    a.save(compact_bytes);
+    scaltra::Lodo<float> wide(6, options);
+    wide.save(float_bytes);
+    // θ, m_θ and v_θ are most of the bytes: half of them.
+    CHECK(compact_bytes.str().size() < 0.6 * static_cast<double>(float_bytes.str().size()));
+    const auto before = b.state();
+    CHECK_THROWS_AS(b.load(float_bytes), scaltra::CorruptState);  // a float state is not one
+    CHECK(scaltra::bitwise_equal(b.state(), before));
+}
+
 SCALTRA_CROSS_OPTIMIZER_SUITES(testing::LodoCases)
 SCALTRA_PHI_BLOCKS_SUITE(testing::LodoCases)

@@ -1,7 +1,10 @@
 // Three steps of every classic optimizer on f(x) = ½ Σ hᵢxᵢ², h = (1, 3, 0.5),
 // from x₀ = (1, −2, 0.5), against values computed apart from this code by
 // tests/reference/torch_optim_reference.py from the formulas torch.optim documents.
+#include <algorithm>
 #include <array>
+#include <cmath>
+#include <type_traits>
 
 #include <scaltra/optim.hpp>
 
@@ -169,4 +172,47 @@ TEST_CASE("a gradient whose square overflows float leaves x finite, not NaN", "[
     check(scaltra::Adam<float>(37, {.amsgrad = true}), "Adam, amsgrad");
     check(scaltra::RmsProp<float>(37), "RMSProp");
     check(scaltra::AdaGrad<float>(37), "AdaGrad");
+}
+
+TEST_CASE(
+    "Adam with bfloat16 moments: each stored moment is a bfloat16 neighbour of the "
+    "formula's, and x follows the formula",
+    "[optim][formula][bfloat16]") {
+    using scaltra::bfloat16;
+    using scaltra::Vec;
+    const Eigen::Index n = 3000;  // several chunks
+    const double lr = 1e-2, b1 = 0.9, b2 = 0.999, eps = 1e-8;
+    scaltra::Adam<float, bfloat16> opt(n, {.lr = lr, .amsgrad = true});
+    STATIC_REQUIRE(std::is_same_v<decltype(opt.state().m), Vec<bfloat16>>);
+    scaltra::Rng rng(3);
+    Vec<float> x = rng.normal_vector<float>(n);
+    // |a − b| within one bfloat16 ulp of b (8 bits of mantissa), and a bfloat16 value.
+    auto neighbour = [](double stored, double exact) {
+        const double ulp = std::exp2(std::floor(std::log2(std::abs(exact))) - 7);
+        return std::abs(stored - exact) <= ulp * (1 + 1e-5) || (exact == 0 && stored == 0);
+    };
+    for (int t = 1; t <= 4; ++t) {
+        const Vec<float> g = rng.normal_vector<float>(n);
+        const auto before = opt.state();
+        const Vec<float> x_before = x;
+        opt.update(x, g);
+        Eigen::Index bad_m = 0, bad_v = 0, bad_x = 0, rounded_up = 0;
+        for (Eigen::Index i = 0; i < n; ++i) {
+            const double m = b1 * static_cast<double>(before.m[i]) + (1 - b1) * g[i];
+            const double v = b2 * static_cast<double>(before.v[i]) + (1 - b2) * g[i] * g[i];
+            const double v_max = std::max(static_cast<double>(before.v_max[i]), v);
+            const double step = lr / (1 - std::pow(b1, t)), root = std::sqrt(1 - std::pow(b2, t));
+            const double want = x_before[i] - step * m / (std::sqrt(v_max) / root + eps);
+            bad_m += !neighbour(static_cast<double>(opt.state().m[i]), m);
+            bad_v += !neighbour(static_cast<double>(opt.state().v[i]), v);
+            bad_x += std::abs(x[i] - want) > 1e-5 * (1 + std::abs(want));
+            rounded_up += std::abs(static_cast<double>(opt.state().m[i])) > std::abs(m);
+        }
+        INFO("step " << t);
+        CHECK(bad_m == 0);
+        CHECK(bad_v == 0);
+        CHECK(bad_x == 0);
+        CHECK(rounded_up > n / 4);      // stochastic, not truncated: |m| rounds up about as
+        CHECK(rounded_up < 3 * n / 4);  // often as down
+    }
 }

@@ -1,6 +1,7 @@
 // Core: concepts, errors, layout, RNG, state format.
 #pragma once
 
+#include "core/bfloat16.hpp"
 #include "core/concepts.hpp"
 #include "core/error.hpp"
 #include "core/layout.hpp"

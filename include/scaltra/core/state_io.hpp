@@ -18,6 +18,7 @@
 //     kind 0: i64 integer; kind 1: one scalar; kind 2: i64 rows, i64 cols, rows*cols scalars;
 //     kind 3: a nested state (APO's base optimizer): u32 field count, then its fields as above
 //     kind 4: i64 rows, i64 cols, rows*cols i32 (an IndexMat: LODO's permutations)
+//     kind 5: i64 rows, i64 cols, rows*cols bfloat16 (a state kept compact: bfloat16.hpp)
 //
 // where a string is a u32 length and its bytes. Loading checks every header
 // value, field name and shape against the live state, that every value is
@@ -39,6 +40,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "bfloat16.hpp"
 #include "error.hpp"
 #include "types.hpp"
 #include "validate.hpp"
@@ -76,14 +78,27 @@ namespace detail {
 inline constexpr char state_magic[8] = {'s', 'c', 'a', 'l', 't', 'r', 'a', '\0'};
 inline constexpr std::uint32_t state_format_version = 1;
 
-enum class FieldKind : std::uint8_t { integer = 0, scalar = 1, matrix = 2, state = 3, indices = 4 };
+enum class FieldKind : std::uint8_t {
+    integer = 0,
+    scalar = 1,
+    matrix = 2,
+    state = 3,
+    indices = 4,
+    bfloat16_matrix = 5
+};
 
-/// A field's matrix kind: the optimizer's scalars, or 32-bit indices.
+/// A field's matrix kind: the optimizer's scalars, 32-bit indices, or bfloat16.
 template <class S, class Dense>
 constexpr FieldKind matrix_kind() {
-    static_assert(std::is_same_v<typename Dense::Scalar, S>
-                  || std::is_same_v<typename Dense::Scalar, std::int32_t>);
-    return std::is_same_v<typename Dense::Scalar, S> ? FieldKind::matrix : FieldKind::indices;
+    using T = typename Dense::Scalar;
+    static_assert(
+        std::is_same_v<T, S> || std::is_same_v<T, std::int32_t> || std::is_same_v<T, bfloat16>);
+    if constexpr (std::is_same_v<T, S>)
+        return FieldKind::matrix;
+    else if constexpr (std::is_same_v<T, bfloat16>)
+        return FieldKind::bfloat16_matrix;
+    else
+        return FieldKind::indices;
 }
 
 template <class T>
@@ -191,7 +206,7 @@ void read_field(std::istream& in, std::string_view name, Dense& m) {
     const auto bytes = static_cast<std::streamsize>(sizeof(T) * static_cast<std::size_t>(m.size()));
     if (bytes > 0 && !in.read(reinterpret_cast<char*>(m.data()), bytes))
         throw CorruptState(concat("Saved state is truncated in field '", name, "'"));
-    if constexpr (std::is_floating_point_v<T>)
+    if constexpr (is_stored_real_v<T>)
         if (!all_finite(m))
             throw CorruptState(concat("Saved state field '", name, "' holds non-finite values"));
 }
@@ -286,7 +301,7 @@ void check_field(std::string_view field, const T& value, const T& reference) {
             throw CorruptState(concat("State field '", field, "' has shape ", value.rows(), "x",
                                       value.cols(), ", the optimizer expects ", reference.rows(),
                                       "x", reference.cols()));
-        if constexpr (std::is_floating_point_v<typename T::Scalar>)
+        if constexpr (is_stored_real_v<typename T::Scalar>)
             if (!all_finite(value))
                 throw CorruptState(concat("State field '", field, "' holds non-finite values"));
     } else if constexpr (std::is_floating_point_v<T>) {

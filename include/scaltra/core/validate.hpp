@@ -4,9 +4,11 @@
 
 #include <cmath>
 #include <string_view>
+#include <type_traits>
 
 #include <Eigen/Core>
 
+#include "bfloat16.hpp"
 #include "error.hpp"
 
 namespace scaltra::detail {
@@ -53,7 +55,10 @@ void require_at_least(std::string_view name, T v, T lo) {
 /// finite x and NaN for ±inf and NaN).
 template <class Dense>
 bool all_finite(const Eigen::MatrixBase<Dense>& v) {
-    return std::isfinite((v.array() - v.array()).sum());
+    if constexpr (std::is_same_v<typename Dense::Scalar, bfloat16>)
+        return all_finite(v.template cast<float>());
+    else
+        return std::isfinite((v.array() - v.array()).sum());
 }
 
 /// True when every element of a and of b (of a's size) is finite, in one pass.

@@ -5,6 +5,11 @@
 //   g ← g + λx                        (Adam's L2 weight decay)  | x ← x(1 − ηλ)  (AdamW)
 //   m ← β₁m + (1−β₁)g,   v ← β₂v + (1−β₂)g²,   v_max ← max(v_max, v)  (amsgrad)
 //   x ← x − (η / (1−β₁ᵗ)) · m / (√v̂ / √(1−β₂ᵗ) + ε),   v̂ = v_max if amsgrad else v
+//
+// The moments are stored as S, or compactly as bfloat16 (Adam<float, bfloat16>:
+// half the bytes, core/bfloat16.hpp): a step then widens them to float, takes
+// the same expressions, and narrows the new moments, and an x stored as
+// bfloat16 (LODO's compact θ), by stochastic rounding.
 #pragma once
 
 #include <array>
@@ -12,6 +17,7 @@
 #include <cstdint>
 #include <tuple>
 
+#include "../core/bfloat16.hpp"
 #include "optimizer_base.hpp"
 #include "schedule.hpp"
 
@@ -42,11 +48,12 @@ using AdamOptions = AdamFamilyOptions<S, false>;
 template <Real S>
 using AdamWOptions = AdamFamilyOptions<S, true>;
 
-template <Real S>
+/// Adam's state; the moments stored as T (S, or bfloat16).
+template <Real S, StorageOf<S> T = S>
 struct AdamState {
     std::int64_t step = 0;
-    Vec<S> m, v;
-    Vec<S> v_max;  ///< empty unless amsgrad
+    Vec<T> m, v;
+    Vec<T> v_max;  ///< empty unless amsgrad
 
     static constexpr std::array field_names{"step", "m", "v", "v_max"};
     auto fields() { return std::tie(step, m, v, v_max); }
@@ -54,24 +61,28 @@ struct AdamState {
 
     void validate() const {
         detail::require_step_count(step);
-        detail::require_state((v.array() >= S(0)).all(), "v", "must be non-negative");
-        detail::require_state((v_max.array() >= S(0)).all(), "v_max", "must be non-negative");
+        detail::require_state((v.array() >= T(0)).all(), "v", "must be non-negative");
+        detail::require_state((v_max.array() >= T(0)).all(), "v_max", "must be non-negative");
     }
 };
 
 namespace detail {
 
-template <Real S, bool Decoupled>
-class AdamFamily : public OptimizerBase<AdamFamily<S, Decoupled>, S, AdamState<S>,
+template <Real S, bool Decoupled, StorageOf<S> T = S>
+class AdamFamily : public OptimizerBase<AdamFamily<S, Decoupled, T>, S, AdamState<S, T>,
                                         AdamFamilyOptions<S, Decoupled>> {
-    using Base =
-        OptimizerBase<AdamFamily<S, Decoupled>, S, AdamState<S>, AdamFamilyOptions<S, Decoupled>>;
+    using Base = OptimizerBase<AdamFamily<S, Decoupled, T>, S, AdamState<S, T>,
+                               AdamFamilyOptions<S, Decoupled>>;
     friend Base;
+    static constexpr bool kCompact = !std::same_as<T, S>;
 
 public:
     using typename Base::Options;
     using typename Base::State;
-    static constexpr std::string_view kName = Decoupled ? "AdamW" : "Adam";
+    using Stored = T;  ///< how the moments are stored (a learned rule stores φ so too)
+    static constexpr std::string_view kName = kCompact
+                                                  ? (Decoupled ? "AdamW/bfloat16" : "Adam/bfloat16")
+                                                  : (Decoupled ? "AdamW" : "Adam");
 
     using Base::Base;
 
@@ -84,8 +95,9 @@ public:
     /// the pass that makes its gradient (SCALTRA's meta-step): begin_step() counts
     /// the step and returns its constants, then apply_piece(k, i, xs, gs) updates
     /// the elements [i, i + len) of x (the array xs) and of the state given their
-    /// gradient gs. Nothing is checked: the caller has checked sizes and
-    /// finiteness. apply() is exactly these two over the whole vector.
+    /// gradient gs (xs of S, or of bfloat16 for compact moments). Nothing is
+    /// checked: the caller has checked sizes and finiteness. apply() is exactly
+    /// these two over the whole vector.
     StepConstants begin_step() {
         const S lr = this->options().lr(this->state_.step);
         return begin_step(this->state_, this->options(), lr);
@@ -97,7 +109,7 @@ public:
 
     static State initial_state(const Layout& layout, const Options& options) {
         const Index n = layout.size();
-        return {0, Vec<S>::Zero(n), Vec<S>::Zero(n), Vec<S>::Zero(options.amsgrad ? n : 0)};
+        return {0, Vec<T>::Zero(n), Vec<T>::Zero(n), Vec<T>::Zero(options.amsgrad ? n : 0)};
     }
 
     /// One step of `st` at learning rate `lr` in place of the options' (APO's η);
@@ -121,13 +133,18 @@ public:
         for_each_chunk(x.size(), [&](Index i, Index len) {
             const auto xs = x.segment(i, len).array();
             auto ds = d.segment(i, len).array();
-            moments<false>(st, o, k, i, xs, g.segment(i, len).array(),
-                           [&](const auto& m, const auto& denominator) {
-                               if (Decoupled && k.wd != S(0))
-                                   ds = k.step_size * m / denominator + k.wd * xs;
-                               else
-                                   ds = k.step_size * m / denominator;
-                           });
+            auto use = [&](const auto& m, const auto& denominator) {
+                if (Decoupled && k.wd != S(0))
+                    ds = k.step_size * m / denominator + k.wd * xs;
+                else
+                    ds = k.step_size * m / denominator;
+            };
+            if constexpr (kCompact) {
+                const Widened w = widened(st, o, i, len);
+                moments<false>(w, o, k, 0, xs, g.segment(i, len).array(), use);
+            } else {
+                moments<false>(st, o, k, i, xs, g.segment(i, len).array(), use);
+            }
         });
     }
 
@@ -150,16 +167,59 @@ private:
     template <class XS, class GS>
     static void apply_piece(State& st, const Options& o, const StepConstants& k, Index i, XS&& xs,
                             const GS& gs) {
-        moments<true>(st, o, k, i, xs, gs, [&](const auto& m, const auto& denominator) {
-            if (Decoupled && k.wd != S(0))
-                xs *= k.decay;
-            xs -= k.step_size * m / denominator;
-        });
+        auto step = [&](auto& moments_of, Index at, auto&& x, const auto& g) {
+            moments<true>(moments_of, o, k, at, x, g, [&](const auto& m, const auto& denominator) {
+                if (Decoupled && k.wd != S(0))
+                    x *= k.decay;
+                x -= k.step_size * m / denominator;
+            });
+        };
+        if constexpr (kCompact) {
+            // kChunk at a time: widen x and the moments, step them as S, narrow them back.
+            using X = typename std::remove_cvref_t<XS>::Scalar;
+            static_assert(std::same_as<X, S> || std::same_as<X, T>);
+            for (Index at = 0; at < gs.size(); at += kChunk) {
+                const Index len = std::min(kChunk, gs.size() - at), first = i + at;
+                Widened w = widened(st, o, first, len);
+                Eigen::Array<S, Eigen::Dynamic, 1, 0, kChunk, 1> x(len);
+                detail::widen_into(xs.data() + at, x.data(), len);
+                step(w, 0, x, gs.segment(at, len));
+                detail::narrow_into(x.data(), xs.data() + at, len, rounding_salt(st.step, 0),
+                                    first);
+                detail::narrow_into(w.m.data(), st.m.data() + first, len, rounding_salt(st.step, 1),
+                                    first);
+                detail::narrow_into(w.v.data(), st.v.data() + first, len, rounding_salt(st.step, 2),
+                                    first);
+                if (o.amsgrad)
+                    detail::narrow_into(w.v_max.data(), st.v_max.data() + first, len,
+                                        rounding_salt(st.step, 3), first);
+            }
+        } else {
+            step(st, i, xs, gs);
+        }
+    }
+
+    /// Compact moments of elements [i, i + len) (len ≤ kChunk) widened to S, for
+    /// moments() to read and write as a state's; no allocation.
+    struct Widened {
+        Eigen::Matrix<S, Eigen::Dynamic, 1, 0, kChunk, 1> m, v, v_max;
+    };
+    static Widened widened(const State& st, const Options& o, Index i, Index len) {
+        Widened w;
+        w.m.resize(len);
+        w.v.resize(len);
+        w.v_max.resize(o.amsgrad ? len : 0);
+        detail::widen_into(st.m.data() + i, w.m.data(), len);
+        detail::widen_into(st.v.data() + i, w.v.data(), len);
+        if (o.amsgrad)
+            detail::widen_into(st.v_max.data() + i, w.v_max.data(), len);
+        return w;
     }
 
     /// The moments of elements [i, i + len) after this step, m′ and v′ (and
     /// max(v_max, v′) for amsgrad), handed to use(m′, √v̂′/√(1 − β₂ᵗ) + ε); with
-    /// Commit they are stored in the state first.
+    /// Commit they are stored in the state first. `st` is the state, or its
+    /// Widened piece.
     template <bool Commit, class St, class XS, class GS, class Use>
     static void moments(St& st, const Options& o, const StepConstants& k, Index i, const XS& xs,
                         const GS& gs, Use&& use) {
@@ -201,12 +261,13 @@ private:
 
 }  // namespace detail
 
-/// Adam with torch.optim.Adam's defaults (lr 1e-3, betas 0.9/0.999, eps 1e-8).
-template <Real S>
-using Adam = detail::AdamFamily<S, false>;
+/// Adam with torch.optim.Adam's defaults (lr 1e-3, betas 0.9/0.999, eps 1e-8);
+/// Adam<float, bfloat16> keeps its moments in bfloat16.
+template <Real S, StorageOf<S> T = S>
+using Adam = detail::AdamFamily<S, false, T>;
 
 /// AdamW: Adam with decoupled weight decay (default 1e-2), as torch.optim.AdamW.
-template <Real S>
-using AdamW = detail::AdamFamily<S, true>;
+template <Real S, StorageOf<S> T = S>
+using AdamW = detail::AdamFamily<S, true, T>;
 
 }  // namespace scaltra

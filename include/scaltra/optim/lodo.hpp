@@ -14,6 +14,12 @@
 // its permutation and block-diagonal ops, and the tests hold the two equal.
 // The paper's ablations: LodoForm::diagonal, G = α₀ diag(θ), LodoForm::global,
 // G = α₀θI (both from θ = 1), and depth 0 (layers = 0), G = α₀I: momentum SGD.
+//
+// θ is stored as the meta-optimizer stores its moments: Lodo<float, Adam<float,
+// bfloat16>> (CompactLodo<float>) keeps θ, m_θ and v_θ in bfloat16, half the
+// bytes of the passes over them, which are most of a step's memory traffic. The
+// initial blocks are then the nearest bfloat16 values of the orthogonal ones,
+// and every meta-step rounds stochastically (core/bfloat16.hpp).
 #pragma once
 
 #include <algorithm>
@@ -23,6 +29,7 @@
 #include <limits>
 #include <string_view>
 #include <tuple>
+#include <type_traits>
 #include <vector>
 
 #include "../autodiff/ops_elementwise.hpp"
@@ -73,10 +80,11 @@ struct LodoOptions {
     }
 };
 
-template <Real S>
+/// LODO's state; θ stored as T (S, or bfloat16).
+template <Real S, StorageOf<S> T = S>
 struct LodoState {
     std::int64_t step = 0;  ///< moves made
-    Vec<S> phi;             ///< θ: W_1 … W_N, each k×h (full), or the diagonal, or a scalar
+    Vec<T> phi;             ///< θ: W_1 … W_N, each k×h (full), or the diagonal, or a scalar
     Vec<S> m;               ///< momentum
     /// P_1 … P_N, column i layer i's permutation of 0..h−1 as row picks:
     /// (P_i v)[t] = v[perms(t, i)]. h×N (0×0 without layers).
@@ -91,12 +99,12 @@ struct LodoState {
 
 namespace detail {
 
-/// The LODO update rule, for OnlineMeta.
-template <Real S, class MetaOptions>
+/// The LODO update rule, for OnlineMeta; θ stored as T.
+template <Real S, class MetaOptions, StorageOf<S> T = S>
 class LodoRule {
 public:
     using Scalar = S;
-    using State = LodoState<S>;
+    using State = LodoState<S, T>;
     using Options = LodoOptions<S, MetaOptions>;
     static constexpr std::string_view kName = "LODO";
     static constexpr bool kFusedStep = true;  // fused_apply, below
@@ -130,14 +138,14 @@ public:
 
     /// θ₀: every k×k block Haar-random orthogonal (or θ = 1), so G(θ₀) = α₀I.
     State initial_state() const {
-        State state{0, Vec<S>::Ones(meta_layout_.size()), Vec<S>::Zero(n_), seed_perms_};
+        State state{0, Vec<T>::Ones(meta_layout_.size()), Vec<S>::Zero(n_), seed_perms_};
         if (options_.form != LodoForm::full)
             return state;
         Rng rng = Rng::stream(options_.seed, 2);
         for (Index i = 0; i < options_.layers; ++i) {
             auto W = block_view(state.phi, meta_layout_[static_cast<std::size_t>(i)]);
             for (Index j = 0; j < h_; j += k_)
-                W.middleCols(j, k_) = random_orthogonal(rng, k_).template cast<S>();
+                W.middleCols(j, k_) = random_orthogonal(rng, k_).template cast<T>();
         }
         return state;
     }
@@ -179,10 +187,10 @@ public:
                 stack_.apply_gram(state.phi.data(), state.m.data(), move_.data());
                 break;
             case LodoForm::diagonal:
-                move_ = state.phi.cwiseProduct(state.m);
+                move_ = state.phi.template cast<S>().cwiseProduct(state.m);
                 break;
             case LodoForm::global:
-                move_ = state.phi(0) * state.m;
+                move_ = static_cast<S>(state.phi(0)) * state.m;
                 break;
         }
         move_ *= options_.alpha0;
@@ -246,8 +254,15 @@ public:
     /// Δ = −G(θ) m on the tape. Full: A applies L_1 … L_N, Aᵀ undoes them in
     /// reverse (L_iᵀ u = P_iᵀ blockdiag(W_i) u).
     ad::Var<S> record(ad::Tape<S>& tape, const State& state, S* h) const {
+        const S* phi = nullptr;
+        if constexpr (std::is_same_v<T, S>) {
+            phi = state.phi.data();
+        } else {  // the tape's leaves are S: θ widened
+            tape_.phi = state.phi.template cast<S>();
+            phi = tape_.phi.data();
+        }
         if (options_.form != LodoForm::full) {  // −α₀ θ ⊙ m, or −α₀θ m
-            const ad::Var<S> theta = tape.leaf(state.phi.data(), meta_layout_.size(), 1, h);
+            const ad::Var<S> theta = tape.leaf(phi, meta_layout_.size(), 1, h);
             const ad::Var<S> m = tape.leaf(state.m.data(), n_, 1);
             return ad::scale(
                 options_.form == LodoForm::diagonal ? ad::mul(theta, m) : ad::scale(m, theta),
@@ -258,8 +273,7 @@ public:
         t.layers.clear();
         for (Index i = 0; i < options_.layers; ++i) {
             const Block& b = meta_layout_[static_cast<std::size_t>(i)];
-            t.layers.push_back(
-                tape.leaf(state.phi.data() + b.offset, k_, h_, h ? h + b.offset : nullptr));
+            t.layers.push_back(tape.leaf(phi + b.offset, k_, h_, h ? h + b.offset : nullptr));
             u = ad::block_diag_mul(t.layers.back(),
                                    ad::gather_rows(u, t.perms[static_cast<std::size_t>(i)]), true);
         }
@@ -272,11 +286,13 @@ public:
 
 private:
     /// What record() needs beyond the closed form, made on its first call (only
-    /// tape users pay for it): P_i and P_iᵀ as row picks, E's zeros, the leaves.
+    /// tape users pay for it): P_i and P_iᵀ as row picks, E's zeros, the leaves,
+    /// and a compact θ widened.
     struct TapeScratch {
         std::vector<std::vector<Index>> perms, inverses;
         Mat<S> padding;
         std::vector<ad::Var<S>> layers;
+        Vec<S> phi;
     };
     TapeScratch& tape_scratch() const {
         if (tape_.padding.size() == 0) {
@@ -298,7 +314,7 @@ private:
     Index n_, k_, h_;
     Options options_;
     Layout meta_layout_;
-    PermutedBlockStack<S> stack_;
+    PermutedBlockStack<S, T> stack_;
     IndexMat seed_perms_;  // the seed's permutations: the initial state's, whatever was set since
     mutable Vec<S> move_;  // G(θ)m, checked before x moves
     mutable TapeScratch tape_;
@@ -306,13 +322,23 @@ private:
 
 }  // namespace detail
 
-/// LODO as an Optimizer: `Lodo<float> opt(model.layout(), {.alpha0 = 1});`
+/// LODO as an Optimizer: `Lodo<float> opt(model.layout(), {.alpha0 = 1});`. θ is
+/// stored as MetaOpt stores its state (stored_scalar_t).
 template <Real S, GradientOptimizer MetaOpt = Adam<S>>
-class Lodo : public OnlineMeta<detail::LodoRule<S, typename MetaOpt::Options>, MetaOpt> {
-    using Base = OnlineMeta<detail::LodoRule<S, typename MetaOpt::Options>, MetaOpt>;
+class Lodo
+    : public OnlineMeta<detail::LodoRule<S, typename MetaOpt::Options, stored_scalar_t<MetaOpt>>,
+                        MetaOpt> {
+    using Base =
+        OnlineMeta<detail::LodoRule<S, typename MetaOpt::Options, stored_scalar_t<MetaOpt>>,
+                   MetaOpt>;
 
 public:
     using Base::Base;
 };
+
+/// LODO with its meta-state (θ and Adam's moments of it) in bfloat16: half the
+/// memory traffic of the default's largest arrays (the top of the file).
+template <Real S>
+using CompactLodo = Lodo<S, Adam<S, bfloat16>>;
 
 }  // namespace scaltra

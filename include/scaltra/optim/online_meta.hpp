@@ -18,7 +18,10 @@
 //
 // A rule supplies (see the LearnedRule concept):
 //   types Scalar, State (a StateAggregate with members `step`, the moves made,
-//   and `phi`), Options; kName; a constructor Rule(const Layout&, const Options&)
+//   and `phi`, a vector of Scalar, or of the meta-optimizer's compact Stored
+//   type: then the meta-step writes it piece by piece, as the meta-optimizer
+//   narrows its own state), Options; kName; a constructor
+//   Rule(const Layout&, const Options&)
 //   meta_layout()                 φ's blocks
 //   initial_state()               step 0, φ₀ and the rest of the state
 //   observe(state, x, g)          step 3 (state.step is the number of moves so far;
@@ -64,9 +67,11 @@
 #include <ostream>
 #include <sstream>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 
 #include "../autodiff/tape.hpp"
+#include "../core/bfloat16.hpp"
 #include "../core/concepts.hpp"
 #include "../core/layout.hpp"
 #include "../core/state_io.hpp"
@@ -122,7 +127,10 @@ concept LearnedRule = Real<typename R::Scalar> && StateAggregate<typename R::Sta
     { cr.initial_state() } -> std::same_as<typename R::State>;
     { cr.record(tape, state, h) } -> std::same_as<ad::Var<typename R::Scalar>>;
     { state.step } -> std::convertible_to<std::int64_t>;
-    { state.phi } -> std::convertible_to<Vec<typename R::Scalar>>;
+    requires std::is_base_of_v<Eigen::PlainObjectBase<std::remove_cvref_t<decltype(state.phi)>>,
+                               std::remove_cvref_t<decltype(state.phi)>>;
+    requires StorageOf < typename std::remove_cvref_t<decltype(state.phi)>::Scalar,
+    typename R::Scalar > ;
     requires LookaheadRule<R> || requires {
         cr.observe(state, x, g);
     };
@@ -141,10 +149,29 @@ concept FusedStep = requires(const R& rule, typename R::State& state, MetaOpt& m
     { rule.fused_apply(state, meta, x, g) } -> std::same_as<bool>;
 };
 
+/// How MetaOpt stores its state: its Stored type (Adam<float, bfloat16>), or its Scalar.
+template <class MetaOpt>
+struct stored_scalar {
+    using type = typename MetaOpt::Scalar;
+};
+template <class MetaOpt>
+requires requires {
+    typename MetaOpt::Stored;
+}
+struct stored_scalar<MetaOpt> {
+    using type = typename MetaOpt::Stored;
+};
+template <class MetaOpt>
+using stored_scalar_t = typename stored_scalar<MetaOpt>::type;
+
 template <LearnedRule Rule, GradientOptimizer MetaOpt>
 requires std::same_as<typename Rule::Scalar, typename MetaOpt::Scalar>
 class OnlineMeta {
     using S = typename Rule::Scalar;
+    using PhiScalar = typename decltype(std::declval<typename Rule::State&>().phi)::Scalar;
+    static_assert(
+        std::same_as<PhiScalar, S> || requires(MetaOpt & meta) { meta.begin_step(); },
+        "a compact φ takes the meta-step piece by piece (begin_step, apply_piece)");
     static constexpr bool kLookahead = LookaheadRule<Rule>;
     static_assert(
         !requires { requires Rule::kFusedStep; } || FusedStep<Rule, MetaOpt>,
@@ -322,7 +349,15 @@ private:
                                                       : ": the hypergradient is not finite",
                                            "; x and the optimizer state are unchanged"));
         }
-        meta_->update(state_.phi, hypergradient_);
+        if constexpr (std::same_as<PhiScalar, S>) {
+            meta_->update(state_.phi, hypergradient_);
+        } else {
+            const auto constants = meta_->begin_step();
+            detail::for_each_chunk(state_.phi.size(), [&](Index i, Index len) {
+                meta_->apply_piece(constants, i, state_.phi.segment(i, len).array(),
+                                   hypergradient_.segment(i, len).array());
+            });
+        }
         if (!detail::all_finite(state_.phi))  // before x moves
             throw detail::meta_parameters_diverged(name());
         return true;

@@ -15,6 +15,9 @@
 // for the k-vectors of block j. One pass forward stores p_i and q_i; one pass
 // back forms (1) a chunk of blocks at a time and hands it to a visitor, which
 // may then change those blocks (a fused meta-step): each block is read before.
+//
+// W is stored as T: S, or bfloat16 (LODO's compact θ); the passes widen each
+// block to S as they load it and compute in S.
 #pragma once
 
 #include <algorithm>
@@ -25,6 +28,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "../core/bfloat16.hpp"
 #include "../core/error.hpp"
 #include "../core/types.hpp"
 #include "optimizer_base.hpp"
@@ -70,7 +74,7 @@ inline std::vector<Index> butterfly_permutation(Index h, Index k, Index stage) {
     return picks;
 }
 
-template <Real S>
+template <Real S, StorageOf<S> T = S>
 class PermutedBlockStack {
 public:
     /// n inputs padded to width h (a multiple of k, k ≤ kMaxLodoBlock); `layers`
@@ -115,7 +119,7 @@ public:
     }
 
     /// out = Eᵀ AᵀA E v (n-vectors): N passes forward, N back.
-    void apply_gram(const S* W, const S* v, S* out) const {
+    void apply_gram(const T* W, const S* v, S* out) const {
         reserve(false);
         Vec<S>& u = a_;
         u.head(n_) = Eigen::Map<const Vec<S>>(v, n_);
@@ -143,7 +147,7 @@ public:
     /// permutation costs one random access per pair, and block j of both is one
     /// 2×k by k×k product.
     /// `scale` is the backward pass's (the bound covers scale·(1) too).
-    double forward_pair(const S* W, const S* m, const S* g, S scale) const {
+    double forward_pair(const T* W, const S* m, const S* g, S scale) const {
         reserve(true);
         auto pairs = pair_map(pair_.data());
         pairs.row(0).head(n_) = Eigen::Map<const Vec<S>>(m, n_).transpose();
@@ -154,14 +158,14 @@ public:
             for (Index i = 0; i < layers_; ++i) {
                 S* X = stored(i);  // (p_i; q_i)
                 gather_pairs(pair_.data(), perm(i), X);
-                const S* Wi = layer(W, i);
+                const T* Wi = layer(W, i);
                 // Elementwise maxima, reduced once per layer: |W_ij| ≤ w gives
                 // ‖W_ij‖₂ ≤ k·w = s_i.
                 // cwiseMax may drop a NaN; x − x is 0 while x is finite, NaN after.
                 BlockMat<K> w_max = BlockMat<K>::Zero(k_, k_), w_nan = w_max;
                 PairMat<K> x_max = PairMat<K>::Zero(2, k_), x_nan = x_max;
                 for (Index j = 0; j < h_; j += k_) {
-                    const auto Wj = block_map<K>(Wi + j * k_);
+                    const auto Wj = load_block<K>(Wi + j * k_);
                     const auto Xj = pair_block<K>(X + 2 * j);
                     const BlockMat<K> Wt = Wj.transpose();  // column axpys below
                     const BlockVec<K> p = Xj.row(0), q = Xj.row(1);
@@ -212,12 +216,12 @@ public:
     /// buffer's); the visitor may change W's chunk, the pass has read it already.
     /// The adjoints run interleaved as (z; λ), starting from (u_N; r_N).
     template <class Visit>
-    void backward_pair(const S* W, S scale, Visit&& visit) const {
+    void backward_pair(const T* W, S scale, Visit&& visit) const {
         const Index per_chunk = blocks_per_chunk() * k_;  // entries of h
         with_block_size([&](auto block) {
             constexpr int K = decltype(block)::value;
             for (Index i = layers_ - 1; i >= 0; --i) {
-                const S* Wi = layer(W, i);
+                const T* Wi = layer(W, i);
                 const S* X = stored(i);
                 for (Index j0 = 0; j0 < h_; j0 += per_chunk) {
                     const Index j1 = std::min(h_, j0 + per_chunk);
@@ -231,7 +235,7 @@ public:
                         auto G = block_map<K>(gradient_.data() + (j - j0) * k_);
                         for (Index c = 0; c < k_; ++c)
                             G.col(c) = p * lambda(c) + scale * z(c) * q;
-                        const auto Wj = block_map<K>(Wi + j * k_);
+                        const auto Wj = load_block<K>(Wi + j * k_);
                         auto out = pair_block<K>(spare_.data() + 2 * j);
                         out.row(0) = Wj.lazyProduct(z).transpose();
                         out.row(1) = Wj.lazyProduct(Yj.row(1).transpose()).transpose();
@@ -246,7 +250,7 @@ public:
 
 private:
     const std::uint32_t* perm(Index i) const { return perms_.data() + i * h_; }
-    const S* layer(const S* W, Index i) const { return W + i * h_ * k_; }
+    const T* layer(const T* W, Index i) const { return W + i * h_ * k_; }
 
     /// Locals of a block's size: fixed for the common k, else dynamic with inline
     /// storage of at most kMaxLodoBlock; with coefficient-wise (lazy) products no
@@ -290,6 +294,17 @@ private:
     auto block_map(S* at) const {
         return Eigen::Map<Eigen::Matrix<S, K, K>>(at, k_, k_);
     }
+    /// A block of W: the stored block itself for T = S, else widened into a local.
+    template <int K>
+    auto load_block(const T* at) const {
+        if constexpr (std::is_same_v<T, S>) {
+            return block_map<K>(at);
+        } else {
+            BlockMat<K> block(k_, k_);
+            widen_into(at, block.data(), k_ * k_);
+            return block;
+        }
+    }
     template <int K>
     auto vec_map(const S* at) const {
         return Eigen::Map<const Eigen::Matrix<S, K, 1>>(at, k_);
@@ -332,18 +347,18 @@ private:
     }
     /// out_j = W_jᵀ in_j for every block j.
     template <int K>
-    void blocks_transposed(const S* Wi, const S* in, S* out) const {
+    void blocks_transposed(const T* Wi, const S* in, S* out) const {
         for (Index j = 0; j < h_; j += k_) {
-            const BlockMat<K> Wt = block_map<K>(Wi + j * k_).transpose();
+            const BlockMat<K> Wt = load_block<K>(Wi + j * k_).transpose();
             vec_map<K>(out + j).noalias() = Wt.lazyProduct(vec_map<K>(in + j));  // column axpys
         }
     }
     /// out_j = W_j in_j for every block j.
     template <int K>
-    void blocks(const S* Wi, const S* in, S* out) const {
+    void blocks(const T* Wi, const S* in, S* out) const {
         for (Index j = 0; j < h_; j += k_)
             vec_map<K>(out + j).noalias() =
-                block_map<K>(Wi + j * k_).lazyProduct(vec_map<K>(in + j));
+                load_block<K>(Wi + j * k_).lazyProduct(vec_map<K>(in + j));
     }
     /// Scratch, sized on first use (the pair's stores only if a hypergradient is taken).
     void reserve(bool pair) const {

@@ -158,11 +158,17 @@ void BM_PermutedGather(benchmark::State& state) {
     state.SetItemsProcessed(state.iterations() * h);
 }
 
-// LODO with the defaults (N = 16, k = 4): M = 16·h·4, h = 2n + 4 − (2n mod 4);
-// BM_LodoButterfly with the butterfly permutations instead of the random ones.
+// LODO with the defaults (N = 16, k = 4): M = 16·h·4, h = 2n + 4 − (2n mod 4).
+// A step's traffic (README, LODO's cost): θ read four times and written once,
+// Adam's two moments read and written, the stored layer inputs written and
+// reread (M/2 each way) and the 32-bit permutations read four times (M/4 each):
+// 9·M entries of meta-state and 2·M floats. BM_LodoButterfly has the butterfly
+// permutations instead of the random ones, BM_LodoCompact (CompactLodo) its
+// meta-state in bfloat16.
+template <class Lodo>
 void run_lodo(benchmark::State& state, scaltra::LodoPermutations permutations) {
     const Index n = state.range(0);
-    scaltra::Lodo<S> opt(n, {.permutations = permutations});
+    Lodo opt(n, {.permutations = permutations});
     const Index meta = opt.rule().meta_layout().size();
     scaltra::Rng rng(1);
     Vec<S> x = rng.normal_vector<S>(n);
@@ -173,14 +179,19 @@ void run_lodo(benchmark::State& state, scaltra::LodoPermutations permutations) {
         benchmark::DoNotOptimize(x.data());
         benchmark::ClobberMemory();
     }
-    state.SetBytesProcessed(state.iterations() * 11 * meta * static_cast<Index>(sizeof(S)));
+    using Stored = scaltra::stored_scalar_t<typename Lodo::MetaOptimizer>;
+    const Index bytes = 9 * static_cast<Index>(sizeof(Stored)) + 2 * static_cast<Index>(sizeof(S));
+    state.SetBytesProcessed(state.iterations() * bytes * meta);
     state.counters["meta_params"] = static_cast<double>(meta);
 }
 void BM_Lodo(benchmark::State& state) {
-    run_lodo(state, scaltra::LodoPermutations::random);
+    run_lodo<scaltra::Lodo<S>>(state, scaltra::LodoPermutations::random);
 }
 void BM_LodoButterfly(benchmark::State& state) {
-    run_lodo(state, scaltra::LodoPermutations::butterfly);
+    run_lodo<scaltra::Lodo<S>>(state, scaltra::LodoPermutations::butterfly);
+}
+void BM_LodoCompact(benchmark::State& state) {
+    run_lodo<scaltra::CompactLodo<S>>(state, scaltra::LodoPermutations::random);
 }
 
 #define SCALTRA_SIZES ->Arg(10'000)->Arg(1'000'000)->Arg(10'000'000)->UseRealTime()
@@ -206,6 +217,11 @@ BENCHMARK(BM_MetaTrainDcogd)->Arg(100)->UseRealTime()->Unit(benchmark::kMillisec
 BENCHMARK(BM_PermutedGather)->Arg(200'000)->Arg(2'000'000)->UseRealTime();
 BENCHMARK(BM_Lodo)->Arg(100'000)->Arg(1'000'000)->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_LodoButterfly)
+    ->Arg(100'000)
+    ->Arg(1'000'000)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_LodoCompact)
     ->Arg(100'000)
     ->Arg(1'000'000)
     ->UseRealTime()

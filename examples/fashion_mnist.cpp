@@ -8,6 +8,7 @@
 //                 [--eval-every K] [--target PERCENT]
 //                 [--meta-lr LR] [--beta B] [--gamma-rule sca|geometric] [--epsilon E]
 //                 [--rank R] [--b-scale S] [--permutations random|butterfly]
+//                 [--meta-state float|bfloat16]
 //                 [--interval K] [--lambda-fsd L] [--lambda-wsd L] [--momentum M]
 //                 [--max-factor N]
 //                 [--data DIR] [--csv DIR] [--plot FILE.png] [--plot-lr FILE.png]
@@ -20,7 +21,9 @@
 // initial learning rate α₀; --meta-lr, --beta, --gamma-rule, --epsilon, --rank and
 // --b-scale set its other options (library defaults otherwise). LODO's --lr is its
 // α₀ (default 1, the library's, not from the grid); --meta-lr and --beta apply to
-// it too, and --permutations picks its P_i (the paper's random ones by default). APO's --lr is η₀ (apo: SGD with momentum 0.9, apo-adam: Adam, apo-p: the
+// it too, --permutations picks its P_i (the paper's random ones by default) and
+// --meta-state bfloat16 stores θ and its Adam moments in bfloat16 (CompactLodo).
+// APO's --lr is η₀ (apo: SGD with momentum 0.9, apo-adam: Adam, apo-p: the
 // preconditioner with momentum 0.9); --meta-lr, --interval, --lambda-fsd,
 // --lambda-wsd, --momentum and (apo-p) --max-factor set its other options, and
 // --plot-lr plots the learned learning rates against the step (the --csv step
@@ -79,6 +82,7 @@ struct Settings {
     std::optional<Index> rank;
     std::optional<scaltra::GammaRule> gamma_rule;
     std::optional<scaltra::LodoPermutations> permutations;  // LODO's
+    bool compact_lodo = false;  // LODO's meta-state in bfloat16 (--meta-state bfloat16)
     std::optional<double> lambda_fsd, lambda_wsd, momentum;  // APO's, when set
     std::optional<Index> interval, max_factor;
     std::string data, csv, plot, plot_lr, checkpoint;
@@ -249,6 +253,8 @@ Run train_named(const std::string& name, double lr, const Settings& settings, Mo
             options.beta = static_cast<S>(*settings.beta);
         if (settings.permutations)
             options.permutations = *settings.permutations;
+        if (settings.compact_lodo)
+            return go(scaltra::CompactLodo<S>(layout, options));
         return go(scaltra::Lodo<S>(layout, options));
     }
     // APO: the library's defaults but for what the flags set.
@@ -431,6 +437,7 @@ bool chosen(const std::string& list, const std::string& name) {
                  "                     [--meta-lr LR] [--beta B] [--gamma-rule sca|geometric]\n"
                  "                     [--epsilon E] [--rank R] [--b-scale S]\n"
                  "                     [--permutations random|butterfly]\n"
+                 "                     [--meta-state float|bfloat16]\n"
                  "                     [--interval K] [--lambda-fsd L] [--lambda-wsd L]\n"
                  "                     [--momentum M] [--max-factor N]\n"
                  "                     [--data DIR] [--csv DIR] [--plot FILE.png]\n"
@@ -517,6 +524,11 @@ Settings parse(int argc, char** argv) {
                 usage(("--permutations is random or butterfly, got '" + kind + "'").c_str());
             s.permutations = kind == "random" ? scaltra::LodoPermutations::random
                                               : scaltra::LodoPermutations::butterfly;
+        } else if (flag == "--meta-state") {
+            const std::string kind = value;
+            if (kind != "float" && kind != "bfloat16")
+                usage(("--meta-state is float or bfloat16, got '" + kind + "'").c_str());
+            s.compact_lodo = kind == "bfloat16";
         } else if (flag == "--data")
             s.data = value;
         else if (flag == "--csv")

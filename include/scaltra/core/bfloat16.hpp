@@ -11,9 +11,11 @@
 // resumes it exactly (the callers salt with the step count and the array).
 #pragma once
 
+#include <algorithm>
 #include <bit>
 #include <concepts>
 #include <cstdint>
+#include <cstring>
 #include <type_traits>
 
 #include "types.hpp"
@@ -67,11 +69,19 @@ inline bfloat16 narrow(float x, std::uint32_t noise) {
 /// to[e] = from[e] (e < len): the identity for S, widening for bfloat16.
 template <class T, Real S>
 void widen_into(const T* from, S* to, Index len) {
-    for (Index e = 0; e < len; ++e) {
-        if constexpr (std::same_as<T, S>)
-            to[e] = from[e];
-        else
-            to[e] = widen(from[e]);
+    if constexpr (std::same_as<T, S>) {
+        std::copy_n(from, len, to);
+    } else {
+        // Through a copy of the raw bits: GCC then loads them as one vector and
+        // shifts, where element-wise bit_casts become one insert per element.
+        constexpr Index kPiece = 64;
+        std::uint16_t raw[kPiece];
+        for (Index at = 0; at < len; at += kPiece) {
+            const Index piece = std::min(kPiece, len - at);
+            std::memcpy(raw, from + at, static_cast<std::size_t>(piece) * sizeof(raw[0]));
+            for (Index e = 0; e < piece; ++e)
+                to[at + e] = std::bit_cast<float>(std::uint32_t{raw[e]} << 16);
+        }
     }
 }
 

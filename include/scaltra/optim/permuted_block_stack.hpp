@@ -301,7 +301,8 @@ private:
             return block_map<K>(at);
         } else {
             BlockMat<K> block(k_, k_);
-            widen_into(at, block.data(), k_ * k_);
+            // A compile-time count for a fixed K, so that the widening vectorises.
+            widen_into(at, block.data(), K == Eigen::Dynamic ? k_ * k_ : Index{K} * K);
             return block;
         }
     }

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Install scaltra's build dependencies from Debian/Ubuntu packages (idempotent).
 #
-#   sh cmake/install-deps.sh test   # everything needed for `cmake --workflow --preset dev`
+#   sh cmake/install-deps.sh test   # for `cmake --workflow --preset dev` (clang) and dev-gcc
 #   sh cmake/install-deps.sh demo   # everything needed to build and run the demos
 #   sh cmake/install-deps.sh bench  # the demos' and libtorch, for bench/peers
 #   sh cmake/install-deps.sh fuzz   # everything needed for `cmake --workflow --preset fuzz`
@@ -11,7 +11,7 @@
 set -eu
 
 # --- Package lists: extend here -------------------------------------------
-SCALTRA_DEPS_TEST="cmake g++ make libeigen3-dev catch2 libbenchmark-dev zlib1g-dev libopenblas-dev dataset-fashion-mnist gnuplot-nox libopenmpi-dev openmpi-bin"
+SCALTRA_DEPS_TEST="cmake g++ make clang libomp-14-dev libeigen3-dev catch2 libbenchmark-dev zlib1g-dev libopenblas-dev dataset-fashion-mnist gnuplot-nox libopenmpi-dev openmpi-bin"
 SCALTRA_DEPS_DEMO="cmake g++ make libeigen3-dev libbenchmark-dev zlib1g-dev libopenblas-dev dataset-fashion-mnist gnuplot-nox"
 SCALTRA_DEPS_BENCH="$SCALTRA_DEPS_DEMO libtorch-dev"
 SCALTRA_DEPS_FUZZ="cmake make clang libclang-rt-14-dev libeigen3-dev zlib1g-dev"

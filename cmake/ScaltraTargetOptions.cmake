@@ -10,9 +10,20 @@ set(SCALTRA_SANITIZER_FLAGS
 # one warning is disabled in sanitizer builds to keep -Werror usable.
 set(SCALTRA_SANITIZER_WARNING_FLAGS $<$<CXX_COMPILER_ID:GNU>:-Wno-maybe-uninitialized>)
 
-# scaltra_configure_target(<target>)
-#   Warnings-as-errors, optional ASan+UBSan (SCALTRA_SANITIZE), links scaltra::scaltra.
-function(scaltra_configure_target target)
+# The optimizers own targets share, compiled once (core/instances.hpp): one static
+# library for each set of flags below, built only when a target links it. Off for
+# the fuzzers (SCALTRA_FUZZ), which need every line of the library instrumented.
+if(SCALTRA_FUZZ)
+  set(SCALTRA_COMPILED_INSTANCES OFF)
+endif()
+if(SCALTRA_COMPILED_INSTANCES)
+  file(CONFIGURE OUTPUT ${PROJECT_BINARY_DIR}/scaltra_instances.cpp CONTENT
+       "#define SCALTRA_DEFINE_INSTANCES\n#include <scaltra/optim.hpp>\n")
+endif()
+
+# _scaltra_options(<target>): warnings-as-errors, optional ASan+UBSan
+# (SCALTRA_SANITIZE), OpenMP, and links scaltra::scaltra.
+function(_scaltra_options target)
   target_compile_options(${target} PRIVATE ${SCALTRA_WARNING_FLAGS})
   if(SCALTRA_SANITIZE)
     target_compile_options(${target} PRIVATE ${SCALTRA_SANITIZER_FLAGS}
@@ -25,11 +36,10 @@ function(scaltra_configure_target target)
   endif()
 endfunction()
 
-# scaltra_configure_fast_target(<target>)
-#   scaltra_configure_target() plus -march=native when SCALTRA_NATIVE_ARCH is ON
-#   and OpenBLAS when SCALTRA_OPENBLAS is ON and found (benchmarks and examples).
-function(scaltra_configure_fast_target target)
-  scaltra_configure_target(${target})
+# _scaltra_fast_options(<target>): _scaltra_options() plus -march=native when
+# SCALTRA_NATIVE_ARCH is ON and OpenBLAS when SCALTRA_OPENBLAS is ON and found.
+function(_scaltra_fast_options target)
+  _scaltra_options(${target})
   if(SCALTRA_OPENBLAS)
     target_link_libraries(${target} PRIVATE scaltra_openblas)
   endif()
@@ -39,4 +49,33 @@ function(scaltra_configure_fast_target target)
     target_compile_options(${target} PRIVATE -march=native
                            "$<$<AND:$<CXX_COMPILER_ID:GNU>,$<VERSION_LESS:$<CXX_COMPILER_VERSION>,13>>:-Wno-maybe-uninitialized;-Wno-uninitialized>")
   endif()
+endfunction()
+
+# _scaltra_link_instances(<target> <kind>): with SCALTRA_COMPILED_INSTANCES, the
+# target uses the instances compiled with its own flags (<kind>: "" or "fast").
+function(_scaltra_link_instances target kind)
+  if(NOT SCALTRA_COMPILED_INSTANCES)
+    return()
+  endif()
+  set(library scaltra_instances${kind})
+  if(NOT TARGET ${library})
+    add_library(${library} STATIC EXCLUDE_FROM_ALL ${PROJECT_BINARY_DIR}/scaltra_instances.cpp)
+    cmake_language(CALL _scaltra${kind}_options ${library})
+    target_compile_definitions(${library} PUBLIC SCALTRA_EXTERN_INSTANCES)
+  endif()
+  target_link_libraries(${target} PRIVATE ${library})
+endfunction()
+
+# scaltra_configure_target(<target>)
+#   _scaltra_options() and the compiled instances (tests, the fuzzers' tools).
+function(scaltra_configure_target target)
+  _scaltra_options(${target})
+  _scaltra_link_instances(${target} "")
+endfunction()
+
+# scaltra_configure_fast_target(<target>)
+#   _scaltra_fast_options() and the compiled instances (benchmarks and examples).
+function(scaltra_configure_fast_target target)
+  _scaltra_fast_options(${target})
+  _scaltra_link_instances(${target} "_fast")
 endfunction()

@@ -4,6 +4,7 @@
 #include "core/bfloat16.hpp"
 #include "core/concepts.hpp"
 #include "core/error.hpp"
+#include "core/instances.hpp"
 #include "core/layout.hpp"
 #include "core/random_orthogonal.hpp"
 #include "core/rng.hpp"

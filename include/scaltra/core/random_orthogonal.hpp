@@ -9,8 +9,11 @@
 
 namespace scaltra {
 
-/// n×n, uniformly distributed over the orthogonal group; n² draws from rng.
-inline Mat<double> random_orthogonal(Rng& rng, Index n) {
+/// n×n, uniformly distributed over the orthogonal group; n² draws from rng.normal()
+/// (an Rng). A template so that only the files that call it compile the QR: as an
+/// inline function it cost every file that includes the library a second of compiling.
+template <class Generator>
+Mat<double> random_orthogonal(Generator& rng, Index n) {
     Mat<double> Z(n, n);
     for (Index i = 0; i < Z.size(); ++i)
         Z(i) = rng.normal();

@@ -341,4 +341,9 @@ public:
 template <Real S>
 using CompactLodo = Lodo<S, Adam<S, bfloat16>>;
 
+SCALTRA_INSTANCE(class OnlineMeta<detail::LodoRule<float, AdamOptions<float>>, Adam<float>>)
+SCALTRA_INSTANCE(class OnlineMeta<detail::LodoRule<double, AdamOptions<double>>, Adam<double>>)
+SCALTRA_INSTANCE(
+    class OnlineMeta<detail::LodoRule<float, AdamOptions<float>, bfloat16>, Adam<float, bfloat16>>)
+
 }  // namespace scaltra

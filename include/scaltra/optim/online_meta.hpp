@@ -73,6 +73,7 @@
 #include "../autodiff/tape.hpp"
 #include "../core/bfloat16.hpp"
 #include "../core/concepts.hpp"
+#include "../core/instances.hpp"
 #include "../core/layout.hpp"
 #include "../core/state_io.hpp"
 #include "optimizer_base.hpp"
@@ -185,17 +186,7 @@ public:
 
     /// For a parameter layout (or a size); throws InvalidArgument naming the first
     /// option out of its range.
-    explicit OnlineMeta(Layout layout, Options options = {})
-        : layout_(std::move(layout)),
-          options_(validated(layout_, std::move(options))),
-          rule_(layout_, options_),
-          meta_(rule_.meta_layout().size() > 0
-                    ? std::optional<MetaOpt>(std::in_place, rule_.meta_layout(), options_.meta)
-                    : std::nullopt),
-          state_(rule_.initial_state()),
-          grad_(Vec<S>::Zero(layout_.size())),
-          hypergradient_(Vec<S>::Zero(rule_.meta_layout().size())),
-          meta_gradient_(Vec<S>::Zero(kLookahead ? layout_.size() : 0)) {}
+    explicit OnlineMeta(Layout layout, Options options = {});
 
     /// Evaluates f at x, learns from it, and moves x; returns the loss at the incoming x.
     template <Objective<Scalar> F>
@@ -222,13 +213,7 @@ public:
     }
 
     /// Back to a freshly constructed optimizer, the meta-optimizer included.
-    void reset() {
-        state_ = rule_.initial_state();
-        adopt();
-        if (meta_)
-            meta_->reset();
-        skipped_steps_ = 0;
-    }
+    void reset();
 
     /// The steps and updates skipped on a non-finite value (NonFinitePolicy::skip:
     /// a loss, gradient or hypergradient) since construction or reset(); a count
@@ -244,22 +229,12 @@ public:
     const MetaOpt* meta_optimizer() const { return meta_ ? &*meta_ : nullptr; }
 
     /// The state, then the meta-optimizer's state.
-    void save(std::ostream& out) const {
-        save_state<S>(out, name(), state_);
-        if (meta_)
-            meta_->save(out);
-    }
+    void save(std::ostream& out) const;
 
     /// Replaces the state (φ included) by `state`, with load's checks (shapes,
     /// finite values, the rule's own); all or nothing: throws CorruptState naming
     /// the field and leaves the state as it was.
-    void set_state(State state) {
-        check_state<S>(state, state_);
-        if constexpr (requires { rule_.check_state(state); })
-            rule_.check_state(state);
-        state_ = std::move(state);
-        adopt();
-    }
+    void set_state(State state);
 
     /// Replaces the meta-optimizer's state, as its own set_state does (throws
     /// InvalidArgument for a rule without meta-parameters).
@@ -274,16 +249,7 @@ public:
     const Layout& meta_layout() const { return rule_.meta_layout(); }
 
     /// All or nothing: both states are read before either replaces the current one.
-    void load(std::istream& in) {
-        State loaded = state_;
-        load_state<S>(in, name(), loaded);
-        if constexpr (requires { rule_.check_state(loaded); })
-            rule_.check_state(loaded);  // a state that fits the shapes but not the options
-        if (meta_)
-            meta_->load(in);  // all or nothing by itself, and the last thing that can fail
-        state_ = std::move(loaded);
-        adopt();
-    }
+    void load(std::istream& in);
 
 private:
     /// A rule that keeps a copy of part of the state (LODO's permutations) takes
@@ -301,18 +267,7 @@ private:
     }
 
     /// Steps 2–4; false, having changed nothing, when the policy skips the step.
-    bool apply(Eigen::Ref<Vec<S>> x, const Eigen::Ref<const Vec<S>>& g) {
-        if constexpr (FusedStep<Rule, MetaOpt>) {
-            if (state_.step > 0 && meta_ && options_.hypergradient == Hypergradient::closed_form
-                && rule_.fused_apply(state_, *meta_, x, g))
-                return moved(x);
-        }
-        if (state_.step > 0 && meta_ && !meta_step(g, true))
-            return false;
-        rule_.observe(state_, x, g);
-        move(x);
-        return moved(x);
-    }
+    bool apply(Eigen::Ref<Vec<S>> x, const Eigen::Ref<const Vec<S>>& g);
 
     template <class F>
     bool apply_lookahead(Eigen::Ref<Vec<S>> x, const Eigen::Ref<const Vec<S>>& g, F& f) {
@@ -336,61 +291,13 @@ private:
     /// φ ← MetaOpt(φ, J_Δᵀ v). Where v (`finite` says whether it is) or the
     /// hypergradient is not finite, follows the policy: false having changed
     /// nothing under skip, NonFinite under raise.
-    bool meta_step(const Eigen::Ref<const Vec<S>>& v, bool finite) {
-        if (finite) {
-            compute_hypergradient(v);
-            finite = detail::all_finite(hypergradient_);
-        }
-        if (!finite) {
-            if (options_.on_non_finite == NonFinitePolicy::skip)
-                return false;
-            throw NonFinite(detail::concat(name(),
-                                           kLookahead ? ": the meta-gradient is not finite"
-                                                      : ": the hypergradient is not finite",
-                                           "; x and the optimizer state are unchanged"));
-        }
-        if constexpr (std::same_as<PhiScalar, S>) {
-            meta_->update(state_.phi, hypergradient_);
-        } else {
-            const auto constants = meta_->begin_step();
-            detail::for_each_chunk(state_.phi.size(), [&](Index i, Index len) {
-                meta_->apply_piece(constants, i, state_.phi.segment(i, len).array(),
-                                   hypergradient_.segment(i, len).array());
-            });
-        }
-        if (!detail::all_finite(state_.phi))  // before x moves
-            throw detail::meta_parameters_diverged(name());
-        return true;
-    }
+    bool meta_step(const Eigen::Ref<const Vec<S>>& v, bool finite);
 
     /// h = J_Δᵀ v, for the move of the state as it is.
-    void compute_hypergradient(const Eigen::Ref<const Vec<S>>& v) {
-        if constexpr (requires { rule_.hypergradient(state_, v, hypergradient_); }) {
-            if (options_.hypergradient == Hypergradient::closed_form) {
-                rule_.hypergradient(state_, v, hypergradient_);
-                return;
-            }
-        }
-        ad::Tape<S>& tape = scratch_.tape;
-        tape.clear();
-        hypergradient_.setZero();
-        const ad::Var<S> delta = rule_.record(tape, state_, hypergradient_.data());
-        tape.vjp(delta, v);
-    }
+    void compute_hypergradient(const Eigen::Ref<const Vec<S>>& v);
 
-    void move(Eigen::Ref<Vec<S>> x) {
-        if constexpr (requires { rule_.move(state_, x); }) {
-            if (options_.hypergradient == Hypergradient::closed_form) {
-                rule_.move(state_, x);
-                return;
-            }
-        }
-        scratch_.tape.clear();
-        const auto delta = rule_.record(scratch_.tape, state_, nullptr).value();
-        if (!detail::all_finite(delta))
-            throw detail::meta_parameters_diverged(name());
-        x += delta;
-    }
+    /// x ← x + Δ(φ; state): the rule's closed form, or its recording.
+    void move(Eigen::Ref<Vec<S>> x);
 
     Layout layout_;
     Options options_;
@@ -402,5 +309,141 @@ private:
     detail::ScratchTape<S> scratch_;
     std::int64_t skipped_steps_ = 0;
 };
+
+// The members that compile the rule and its meta-step, out of the class body, so
+// that an explicit instantiation (SCALTRA_INSTANCE, core/instances.hpp) compiles
+// them once for a program: members defined in the class are inline, and a file
+// that uses one compiles it whatever the instantiation declarations say.
+
+template <LearnedRule Rule, GradientOptimizer MetaOpt>
+requires std::same_as<typename Rule::Scalar, typename MetaOpt::Scalar>
+OnlineMeta<Rule, MetaOpt>::OnlineMeta(Layout layout, Options options)
+    : layout_(std::move(layout)),
+      options_(validated(layout_, std::move(options))),
+      rule_(layout_, options_),
+      meta_(rule_.meta_layout().size() > 0
+                ? std::optional<MetaOpt>(std::in_place, rule_.meta_layout(), options_.meta)
+                : std::nullopt),
+      state_(rule_.initial_state()),
+      grad_(Vec<S>::Zero(layout_.size())),
+      hypergradient_(Vec<S>::Zero(rule_.meta_layout().size())),
+      meta_gradient_(Vec<S>::Zero(kLookahead ? layout_.size() : 0)) {}
+
+template <LearnedRule Rule, GradientOptimizer MetaOpt>
+requires std::same_as<typename Rule::Scalar, typename MetaOpt::Scalar>
+void OnlineMeta<Rule, MetaOpt>::reset() {
+    state_ = rule_.initial_state();
+    adopt();
+    if (meta_)
+        meta_->reset();
+    skipped_steps_ = 0;
+}
+
+template <LearnedRule Rule, GradientOptimizer MetaOpt>
+requires std::same_as<typename Rule::Scalar, typename MetaOpt::Scalar>
+void OnlineMeta<Rule, MetaOpt>::save(std::ostream& out) const {
+    save_state<S>(out, name(), state_);
+    if (meta_)
+        meta_->save(out);
+}
+
+template <LearnedRule Rule, GradientOptimizer MetaOpt>
+requires std::same_as<typename Rule::Scalar, typename MetaOpt::Scalar>
+void OnlineMeta<Rule, MetaOpt>::set_state(State state) {
+    check_state<S>(state, state_);
+    if constexpr (requires { rule_.check_state(state); })
+        rule_.check_state(state);
+    state_ = std::move(state);
+    adopt();
+}
+
+template <LearnedRule Rule, GradientOptimizer MetaOpt>
+requires std::same_as<typename Rule::Scalar, typename MetaOpt::Scalar>
+void OnlineMeta<Rule, MetaOpt>::load(std::istream& in) {
+    State loaded = state_;
+    load_state<S>(in, name(), loaded);
+    if constexpr (requires { rule_.check_state(loaded); })
+        rule_.check_state(loaded);  // a state that fits the shapes but not the options
+    if (meta_)
+        meta_->load(in);  // all or nothing by itself, and the last thing that can fail
+    state_ = std::move(loaded);
+    adopt();
+}
+
+template <LearnedRule Rule, GradientOptimizer MetaOpt>
+requires std::same_as<typename Rule::Scalar, typename MetaOpt::Scalar>
+bool OnlineMeta<Rule, MetaOpt>::apply(Eigen::Ref<Vec<S>> x, const Eigen::Ref<const Vec<S>>& g) {
+    if constexpr (FusedStep<Rule, MetaOpt>) {
+        if (state_.step > 0 && meta_ && options_.hypergradient == Hypergradient::closed_form
+            && rule_.fused_apply(state_, *meta_, x, g))
+            return moved(x);
+    }
+    if (state_.step > 0 && meta_ && !meta_step(g, true))
+        return false;
+    rule_.observe(state_, x, g);
+    move(x);
+    return moved(x);
+}
+
+template <LearnedRule Rule, GradientOptimizer MetaOpt>
+requires std::same_as<typename Rule::Scalar, typename MetaOpt::Scalar>
+bool OnlineMeta<Rule, MetaOpt>::meta_step(const Eigen::Ref<const Vec<S>>& v, bool finite) {
+    if (finite) {
+        compute_hypergradient(v);
+        finite = detail::all_finite(hypergradient_);
+    }
+    if (!finite) {
+        if (options_.on_non_finite == NonFinitePolicy::skip)
+            return false;
+        throw NonFinite(detail::concat(
+            name(),
+            kLookahead ? ": the meta-gradient is not finite" : ": the hypergradient is not finite",
+            "; x and the optimizer state are unchanged"));
+    }
+    if constexpr (std::same_as<PhiScalar, S>) {
+        meta_->update(state_.phi, hypergradient_);
+    } else {
+        const auto constants = meta_->begin_step();
+        detail::for_each_chunk(state_.phi.size(), [&](Index i, Index len) {
+            meta_->apply_piece(constants, i, state_.phi.segment(i, len).array(),
+                               hypergradient_.segment(i, len).array());
+        });
+    }
+    if (!detail::all_finite(state_.phi))  // before x moves
+        throw detail::meta_parameters_diverged(name());
+    return true;
+}
+
+template <LearnedRule Rule, GradientOptimizer MetaOpt>
+requires std::same_as<typename Rule::Scalar, typename MetaOpt::Scalar>
+void OnlineMeta<Rule, MetaOpt>::compute_hypergradient(const Eigen::Ref<const Vec<S>>& v) {
+    if constexpr (requires { rule_.hypergradient(state_, v, hypergradient_); }) {
+        if (options_.hypergradient == Hypergradient::closed_form) {
+            rule_.hypergradient(state_, v, hypergradient_);
+            return;
+        }
+    }
+    ad::Tape<S>& tape = scratch_.tape;
+    tape.clear();
+    hypergradient_.setZero();
+    const ad::Var<S> delta = rule_.record(tape, state_, hypergradient_.data());
+    tape.vjp(delta, v);
+}
+
+template <LearnedRule Rule, GradientOptimizer MetaOpt>
+requires std::same_as<typename Rule::Scalar, typename MetaOpt::Scalar>
+void OnlineMeta<Rule, MetaOpt>::move(Eigen::Ref<Vec<S>> x) {
+    if constexpr (requires { rule_.move(state_, x); }) {
+        if (options_.hypergradient == Hypergradient::closed_form) {
+            rule_.move(state_, x);
+            return;
+        }
+    }
+    scratch_.tape.clear();
+    const auto delta = rule_.record(scratch_.tape, state_, nullptr).value();
+    if (!detail::all_finite(delta))
+        throw detail::meta_parameters_diverged(name());
+    x += delta;
+}
 
 }  // namespace scaltra

@@ -653,4 +653,7 @@ public:
     }
 };
 
+SCALTRA_INSTANCE(class OnlineMeta<detail::ScaltraRule<float, AdamOptions<float>>, Adam<float>>)
+SCALTRA_INSTANCE(class OnlineMeta<detail::ScaltraRule<double, AdamOptions<double>>, Adam<double>>)
+
 }  // namespace scaltra

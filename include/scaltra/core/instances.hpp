@@ -1,0 +1,20 @@
+// Compiled instances, for a program of many files: the learned optimizers it
+// shares (SCALTRA and LODO for float and double, and CompactLodo<float>) compiled
+// once instead of in every file that steps one. Every file of the program defines
+// SCALTRA_EXTERN_INSTANCES, so that it declares them only, and one file compiles
+// them:
+//     #define SCALTRA_DEFINE_INSTANCES
+//     #include <scaltra/optim.hpp>
+// With neither macro (the default) scaltra stays header-only. scaltra's own tests,
+// examples and benchmarks build this way (the CMake option SCALTRA_COMPILED_INSTANCES).
+#pragma once
+
+/// An explicit instantiation of `__VA_ARGS__` (a `class …` of the library), as the
+/// macros above ask: its definition, its declaration, or nothing.
+#if defined(SCALTRA_DEFINE_INSTANCES)
+#define SCALTRA_INSTANCE(...) template __VA_ARGS__;
+#elif defined(SCALTRA_EXTERN_INSTANCES)
+#define SCALTRA_INSTANCE(...) extern template __VA_ARGS__;
+#else
+#define SCALTRA_INSTANCE(...)
+#endif

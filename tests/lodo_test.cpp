@@ -591,5 +591,8 @@ TEST_CASE("CompactLodo saves bfloat16 as 2-byte words and resumes bit-identicall
     CHECK(scaltra::bitwise_equal(b.state(), before));
 }
 
-SCALTRA_CROSS_OPTIMIZER_SUITES(testing::LodoCases)
-SCALTRA_PHI_BLOCKS_SUITE(testing::LodoCases)
+namespace {
+using LodoFamily = decltype(std::tuple_cat(testing::LodoCases{}, testing::CompactLodoCases{}));
+}  // namespace
+SCALTRA_CROSS_OPTIMIZER_SUITES(LodoFamily)
+SCALTRA_PHI_BLOCKS_SUITE(LodoFamily)

@@ -214,9 +214,9 @@ struct ScaltraCase {
     }
 };
 
-template <class S>
+template <class S, class Optimizer = scaltra::Lodo<S>>
 struct LodoCase {
-    using Opt = scaltra::Lodo<S>;
+    using Opt = Optimizer;
     static Opt make(Index n, NonFinitePolicy p = NonFinitePolicy::raise) {
         return Opt(n, {.alpha0 = 0.05, .layers = 4, .meta = {.lr = 1e-2}, .on_non_finite = p});
     }
@@ -404,6 +404,8 @@ using ClassicCases =
                AdaGradCase<double>>;
 using ScaltraCases = std::tuple<ScaltraCase<float>, ScaltraCase<double>>;
 using LodoCases = std::tuple<LodoCase<float>, LodoCase<double>>;
+/// LODO with its meta-state in bfloat16 (after DCO in AllCases: it came later).
+using CompactLodoCases = std::tuple<LodoCase<float, scaltra::CompactLodo<float>>>;
 using ApoCases = std::tuple<ApoCase<float>, ApoCase<double>, ApoPCase<float>, ApoPCase<double>>;
 using DcoCases = std::tuple<DcogCase<float>, DcogCase<double>, DcomCase<float>, DcomCase<double>,
                             DcogdCase<float>, DcogdCase<double>>;
@@ -411,6 +413,6 @@ using DcoCases = std::tuple<DcogCase<float>, DcogCase<double>, DcomCase<float>, 
 /// Every case, in the order the fuzz corpora's first byte indexes: a new family's
 /// list goes at the end.
 using AllCases = decltype(std::tuple_cat(ClassicCases{}, ScaltraCases{}, LodoCases{}, ApoCases{},
-                                         DcoCases{}));
+                                         DcoCases{}, CompactLodoCases{}));
 
 }  // namespace testing

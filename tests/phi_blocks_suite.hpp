@@ -74,7 +74,8 @@ void phi_blocks_tile_and_are_live() {
         INFO(b.name);
         auto moved = copy();
         auto state = moved.state();
-        scaltra::block_view(state.phi, b).array() += S(0.25);
+        using Stored = typename decltype(state.phi)::Scalar;  // S, or CompactLodo's bfloat16
+        scaltra::block_view(state.phi, b).array() += Stored(0.25);
         moved.set_state(std::move(state));
         auto unchanged = copy();
         Vec<S> x_moved = x, x_unchanged = x;

@@ -18,7 +18,7 @@ if(SCALTRA_FUZZ)
 endif()
 if(SCALTRA_COMPILED_INSTANCES)
   file(CONFIGURE OUTPUT ${PROJECT_BINARY_DIR}/scaltra_instances.cpp CONTENT
-       "#define SCALTRA_DEFINE_INSTANCES\n#include <scaltra/optim.hpp>\n")
+       "#define SCALTRA_DEFINE_INSTANCES\n#include <scaltra/scaltra.hpp>\n")
 endif()
 
 # _scaltra_options(<target>): warnings-as-errors, optional ASan+UBSan

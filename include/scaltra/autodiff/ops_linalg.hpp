@@ -5,6 +5,7 @@
 
 #include <Eigen/Cholesky>
 
+#include "../core/instances.hpp"
 #include "ops_elementwise.hpp"
 
 namespace scaltra::ad {
@@ -194,5 +195,18 @@ Var<S> block_diag_mul(const Var<S>& W, const Var<S>& v, bool transpose = false) 
     }
     return y;
 }
+
+// The products, for float and double, among the compiled instances (core/instances.hpp):
+// Eigen's matrix product kernels are most of what a file that uses the tape compiles.
+#define SCALTRA_AD_PRODUCT_INSTANCES(S)                                         \
+    SCALTRA_INSTANCE(Var<S> matmul(const Var<S>&, const Var<S>&, bool, bool))   \
+    SCALTRA_INSTANCE(void detail::matmul_backward(Tape<S>&, const Node<S>&))    \
+    SCALTRA_INSTANCE(Var<S> solve_spd(const Var<S>&, const Var<S>&))            \
+    SCALTRA_INSTANCE(void detail::solve_spd_backward(Tape<S>&, const Node<S>&)) \
+    SCALTRA_INSTANCE(Var<S> block_diag_mul(const Var<S>&, const Var<S>&, bool)) \
+    SCALTRA_INSTANCE(void detail::block_diag_backward(Tape<S>&, const Node<S>&))
+SCALTRA_AD_PRODUCT_INSTANCES(float)
+SCALTRA_AD_PRODUCT_INSTANCES(double)
+#undef SCALTRA_AD_PRODUCT_INSTANCES
 
 }  // namespace scaltra::ad

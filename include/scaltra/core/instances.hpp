@@ -1,10 +1,14 @@
 // Compiled instances, for a program of many files: the learned optimizers it
-// shares (SCALTRA and LODO for float and double, and CompactLodo<float>) compiled
-// once instead of in every file that steps one. Every file of the program defines
-// SCALTRA_EXTERN_INSTANCES, so that it declares them only, and one file compiles
-// them:
+// shares (SCALTRA and LODO for float and double, and CompactLodo<float>) and the
+// tape's matrix products (matmul, solve_spd, block_diag_mul for float and double)
+// compiled once instead of in every file that uses one. Every file of the program
+// defines SCALTRA_EXTERN_INSTANCES, so that it declares them only, and one file
+// compiles them:
 //     #define SCALTRA_DEFINE_INSTANCES
-//     #include <scaltra/optim.hpp>
+//     #include <scaltra/scaltra.hpp>
+// That file and every file that uses the instances must agree on the macros that
+// change the library (EIGEN_USE_BLAS changes the tape's products): a file with
+// other ones compiles everything itself, without SCALTRA_EXTERN_INSTANCES.
 // With neither macro (the default) scaltra stays header-only. scaltra's own tests,
 // examples and benchmarks build this way (the CMake option SCALTRA_COMPILED_INSTANCES).
 #pragma once

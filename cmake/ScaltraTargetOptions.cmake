@@ -10,9 +10,10 @@ set(SCALTRA_SANITIZER_FLAGS
 # one warning is disabled in sanitizer builds to keep -Werror usable.
 set(SCALTRA_SANITIZER_WARNING_FLAGS $<$<CXX_COMPILER_ID:GNU>:-Wno-maybe-uninitialized>)
 
-# The optimizers own targets share, compiled once (core/instances.hpp): one static
-# library for each set of flags below, built only when a target links it. Off for
-# the fuzzers (SCALTRA_FUZZ), which need every line of the library instrumented.
+# The learned optimizers and tape products that own targets share, compiled once
+# (core/instances.hpp): one static library for each set of flags below, built only
+# when a target links it. Off for the fuzzers (SCALTRA_FUZZ), which need every line
+# of the library instrumented.
 if(SCALTRA_FUZZ)
   set(SCALTRA_COMPILED_INSTANCES OFF)
 endif()
@@ -52,7 +53,7 @@ function(_scaltra_fast_options target)
 endfunction()
 
 # _scaltra_link_instances(<target> <kind>): with SCALTRA_COMPILED_INSTANCES, the
-# target uses the instances compiled with its own flags (<kind>: "" or "fast").
+# target uses the instances compiled with its own flags (<kind>: "" or "_fast").
 function(_scaltra_link_instances target kind)
   if(NOT SCALTRA_COMPILED_INSTANCES)
     return()

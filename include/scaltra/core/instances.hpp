@@ -13,8 +13,8 @@
 // examples and benchmarks build this way (the CMake option SCALTRA_COMPILED_INSTANCES).
 #pragma once
 
-/// An explicit instantiation of `__VA_ARGS__` (a `class …` of the library), as the
-/// macros above ask: its definition, its declaration, or nothing.
+/// An explicit instantiation of `__VA_ARGS__` (a `class …` or a function of the
+/// library), as the macros above ask: its definition, its declaration, or nothing.
 #if defined(SCALTRA_DEFINE_INSTANCES)
 #define SCALTRA_INSTANCE(...) template __VA_ARGS__;
 #elif defined(SCALTRA_EXTERN_INSTANCES)

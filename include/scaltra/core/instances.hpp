@@ -1,7 +1,8 @@
 // Compiled instances, for a program of many files: the learned optimizers it
-// shares (SCALTRA and LODO for float and double, and CompactLodo<float>) and the
-// tape's matrix products (matmul, solve_spd, block_diag_mul for float and double)
-// compiled once instead of in every file that uses one. Every file of the program
+// shares (SCALTRA and LODO for float and double, CompactLodo<float>, and APO-P's
+// rule for float), the tape's matrix products (matmul, solve_spd,
+// block_diag_mul for float and double) and random_orthogonal for an Rng, compiled
+// once instead of in every file that uses one. Every file of the program
 // defines SCALTRA_EXTERN_INSTANCES, so that it declares them only, and one file
 // compiles them:
 //     #define SCALTRA_DEFINE_INSTANCES

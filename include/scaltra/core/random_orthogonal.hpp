@@ -4,14 +4,16 @@
 
 #include <Eigen/QR>
 
+#include "instances.hpp"
 #include "rng.hpp"
 #include "types.hpp"
 
 namespace scaltra {
 
 /// n×n, uniformly distributed over the orthogonal group; n² draws from rng.normal()
-/// (an Rng). A template so that only the files that call it compile the QR: as an
-/// inline function it cost every file that includes the library a second of compiling.
+/// (an Rng). A template so that only the files that call it compile the QR (as an
+/// inline function it cost every file that includes the library a second of
+/// compiling), and, for an Rng, one of the compiled instances (core/instances.hpp).
 template <class Generator>
 Mat<double> random_orthogonal(Generator& rng, Index n) {
     Mat<double> Z(n, n);
@@ -24,5 +26,7 @@ Mat<double> random_orthogonal(Generator& rng, Index n) {
             Q.col(j) = -Q.col(j);
     return Q;
 }
+
+SCALTRA_INSTANCE(Mat<double> random_orthogonal(Rng&, Index))
 
 }  // namespace scaltra

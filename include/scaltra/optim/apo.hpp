@@ -250,62 +250,14 @@ public:
     static constexpr std::string_view kName = "APO-P";
     static constexpr bool kLookahead = true;
 
-    ApoPRule(const Layout& layout, const Options& options)
-        : layout_(layout),
-          options_(options),
-          v_(Vec<S>::Zero(layout.size())),
-          delta_(Vec<S>::Zero(layout.size())),
-          objective_(layout.size()) {
-        auto learned = [&](Index size) {
-            return options_.max_factor == 0 || size <= options_.max_factor;
-        };
-        for (std::size_t l = 0; l < layout_.num_blocks(); ++l) {
-            const Block& b = layout_[l];
-            if (!is_matrix(b)) {
-                factors_.push_back(
-                    {l, static_cast<Index>(meta_layout_.num_blocks()), -1, -1, -1, -1});
-                meta_layout_.add(concat("log_lr:", b.name), 1);
-                continue;
-            }
-            Factors f{l, -1, -1, -1, -1, static_cast<Index>(scratch_.size())};
-            if (learned(b.cols)) {
-                f.a = static_cast<Index>(meta_layout_.num_blocks());
-                meta_layout_.add(concat("A:", b.name), b.cols, b.cols);
-            }
-            if (learned(b.rows)) {
-                f.b = static_cast<Index>(meta_layout_.num_blocks());
-                meta_layout_.add(concat("B:", b.name), b.rows, b.rows);
-            }
-            f.s = static_cast<Index>(meta_layout_.num_blocks());
-            meta_layout_.add(concat("S:", b.name), b.rows, b.cols);
-            factors_.push_back(f);
-            scratch_.emplace_back(b.rows, b.cols);
-        }
-        if (scratch_.empty())
-            throw InvalidArgument(
-                "Invalid layout: APO-P needs a weight matrix, a block with more than one row "
-                "and column (use Apo for a learning rate alone)");
-    }
+    ApoPRule(const Layout& layout, const Options& options);
 
     static bool is_matrix(const Block& b) { return b.rows > 1 && b.cols > 1; }
 
     const Layout& meta_layout() const { return meta_layout_; }
 
     /// A = I, B = I, S = √η₀ (P = η₀I), and φ = 0 (η = η₀) for the other blocks.
-    State initial_state() const {
-        State state{0, Vec<S>::Zero(meta_layout_.size()),
-                    Vec<S>::Zero(options_.momentum > S(0) ? layout_.size() : 0)};
-        for (const Factors& f : factors_) {
-            if (f.log_lr >= 0)
-                continue;
-            if (f.a >= 0)
-                meta(state.phi, f.a).setIdentity();
-            if (f.b >= 0)
-                meta(state.phi, f.b).setIdentity();
-            meta(state.phi, f.s).setConstant(std::sqrt(options_.lr));
-        }
-        return state;
-    }
+    State initial_state() const;
 
     bool meta_step_due(const State& state) const { return state.step % options_.interval == 0; }
 
@@ -320,100 +272,18 @@ public:
     /// h = J_Δᵀ v in closed form (the formulas at the top of the file), for the Δ of
     /// the last meta_objective.
     void hypergradient(const State& state, const Eigen::Ref<const Vec<S>>& v,
-                       Eigen::Ref<Vec<S>> h) const {
-        for (const Factors& f : factors_) {
-            const auto E = block_view(v, layout_[f.block]);
-            const auto V = block_view(v_, layout_[f.block]);
-            if (f.log_lr >= 0) {
-                h[meta_layout_[static_cast<std::size_t>(f.log_lr)].offset] =
-                    -lr(state, f) * V.cwiseProduct(E).sum();
-                continue;
-            }
-            Scratch& t = scratch_[static_cast<std::size_t>(f.scratch)];
-            const auto Sf = meta(state.phi, f.s);
-            by_factor(state, f.a, false, false, E, t.EA);     // E A
-            by_factor(state, f.b, true, true, t.EA, t.BtEA);  // Bᵀ E A
-            t.F = Sf.cwiseProduct(Sf).cwiseProduct(t.BtEA);
-            meta(h, f.s) = S(-2) * Sf.cwiseProduct(t.K).cwiseProduct(t.BtEA);
-            if (f.b >= 0) {
-                auto hB = meta(h, f.b);
-                gemm_.multiply(t.EA, false, t.C, true, hB, false);  // E A Cᵀ
-                gemm_.multiply(t.VA, false, t.F, true, hB, true);   // + V A Fᵀ
-                hB = -hB;
-            }
-            if (f.a >= 0) {
-                auto hA = meta(h, f.a);
-                gemm_.multiply(E, true, t.BC, false, hA, false);  // Eᵀ B C
-                by_factor(state, f.b, true, false, t.F, t.BF);
-                gemm_.multiply(V, true, t.BF, false, hA, true);  // + Vᵀ B F
-                hA = -hA;
-            }
-        }
-    }
+                       Eigen::Ref<Vec<S>> h) const;
 
     /// Δ on the tape, for the V of the last meta_objective.
-    ad::Var<S> record(ad::Tape<S>& tape, const State& state, S* h) const {
-        ad::Var<S> delta;
-        auto leaf = [&](Index at) {
-            const Block& m = meta_layout_[static_cast<std::size_t>(at)];
-            return tape.leaf(state.phi.data() + m.offset, m.rows, m.cols,
-                             h ? h + m.offset : nullptr);
-        };
-        for (const Factors& f : factors_) {
-            const Block& b = layout_[f.block];
-            ad::Var<S> part = tape.leaf(v_.data() + b.offset, b.rows, b.cols);
-            if (f.log_lr >= 0) {
-                part = ad::scale(ad::scale(part, ad::exp(leaf(f.log_lr))), -options_.lr);
-            } else {
-                const ad::Var<S> Sv = leaf(f.s);
-                const ad::Var<S> A = f.a >= 0 ? leaf(f.a) : ad::Var<S>();
-                const ad::Var<S> B = f.b >= 0 ? leaf(f.b) : ad::Var<S>();
-                if (f.a >= 0)
-                    part = ad::matmul(part, A);
-                if (f.b >= 0)
-                    part = ad::matmul(B, part, true, false);
-                part = ad::mul(ad::mul(Sv, Sv), part);
-                if (f.b >= 0)
-                    part = ad::matmul(B, part);
-                if (f.a >= 0)
-                    part = ad::matmul(part, A, false, true);
-                part = ad::scale(ad::reshape(part, b.size(), 1), S(-1));
-            }
-            delta = &f == &factors_.front() ? part : ad::concat_rows(delta, part);
-        }
-        return delta;
-    }
+    ad::Var<S> record(ad::Tape<S>& tape, const State& state, S* h) const;
 
     /// b ← μb + g, then x ← x + Δ(φ) (recomputed: φ may have just changed). Throws
     /// NonFinite, x and the state unchanged, when Δ is not finite (φ has diverged).
-    void move(State& state, Eigen::Ref<Vec<S>> x, const Eigen::Ref<const Vec<S>>& g) const {
-        direction(state, g);
-        if (!all_finite(delta_))
-            throw NonFinite(concat(kName,
-                                   ": the move is not finite: the meta-parameters have diverged "
-                                   "(lower meta.lr); x is unchanged"));
-        if (options_.momentum > S(0))
-            state.momentum_buffer = v_;
-        x += delta_;
-    }
+    void move(State& state, Eigen::Ref<Vec<S>> x, const Eigen::Ref<const Vec<S>>& g) const;
 
     /// tr(P)/(pq) for a weight matrix (the mean eigenvalue of P, η₀ at the start),
     /// η₀e^φ for another block: the block's effective learning rate.
-    S block_lr(const State& state, std::size_t l) const {
-        const Factors& f = factors_.at(l);
-        if (f.log_lr >= 0)
-            return lr(state, f);
-        // Column k = i + p·j of A⊗B is A_{:,j} ⊗ B_{:,i}, of norm ‖A_{:,j}‖‖B_{:,i}‖.
-        const Block& b = layout_[f.block];
-        const auto Sf = meta(state.phi, f.s);
-        const Vec<S> a = f.a >= 0 ? Vec<S>(meta(state.phi, f.a).colwise().squaredNorm().transpose())
-                                  : Vec<S>::Ones(b.cols);
-        const Vec<S> bn = f.b >= 0
-                              ? Vec<S>(meta(state.phi, f.b).colwise().squaredNorm().transpose())
-                              : Vec<S>::Ones(b.rows);
-        return (bn.asDiagonal() * Sf.cwiseProduct(Sf) * a.asDiagonal()).sum()
-               / static_cast<S>(b.size());
-    }
+    S block_lr(const State& state, std::size_t l) const;
 
 private:
     /// The products of one weight matrix's step and meta-gradient (all p×q).
@@ -459,28 +329,7 @@ private:
 
     /// V = μb + g (or g), and Δ from it and φ, into v_ and delta_ (keeping the
     /// products the meta-gradient needs).
-    void direction(const State& state, const Eigen::Ref<const Vec<S>>& g) const {
-        if (options_.momentum > S(0))
-            v_ = options_.momentum * state.momentum_buffer + g;
-        else
-            v_ = g;
-        for (const Factors& f : factors_) {
-            const auto V = block_view(v_, layout_[f.block]);
-            auto D = block_view(delta_, layout_[f.block]);
-            if (f.log_lr >= 0) {
-                D = -lr(state, f) * V;
-                continue;
-            }
-            Scratch& t = scratch_[static_cast<std::size_t>(f.scratch)];
-            const auto Sf = meta(state.phi, f.s);
-            by_factor(state, f.a, false, false, V, t.VA);
-            by_factor(state, f.b, true, true, t.VA, t.K);  // K = Bᵀ V A
-            t.C = Sf.cwiseProduct(Sf).cwiseProduct(t.K);
-            by_factor(state, f.b, true, false, t.C, t.BC);
-            by_factor(state, f.a, false, true, t.BC, D);  // B C Aᵀ
-            D = -D;
-        }
-    }
+    void direction(const State& state, const Eigen::Ref<const Vec<S>>& g) const;
 
     Layout layout_;
     Options options_;
@@ -491,6 +340,181 @@ private:
     mutable MetaObjective<S> objective_;
     mutable ad::detail::GemmWorkspace<S> gemm_;
 };
+
+// ApoPRule's members out of the class body, as OnlineMeta's (online_meta.hpp), so
+// that its compiled instance (the end of the file) holds the step's products.
+
+template <Real S, class MetaOptions>
+ApoPRule<S, MetaOptions>::ApoPRule(const Layout& layout, const Options& options)
+    : layout_(layout),
+      options_(options),
+      v_(Vec<S>::Zero(layout.size())),
+      delta_(Vec<S>::Zero(layout.size())),
+      objective_(layout.size()) {
+    auto learned = [&](Index size) {
+        return options_.max_factor == 0 || size <= options_.max_factor;
+    };
+    for (std::size_t l = 0; l < layout_.num_blocks(); ++l) {
+        const Block& b = layout_[l];
+        if (!is_matrix(b)) {
+            factors_.push_back({l, static_cast<Index>(meta_layout_.num_blocks()), -1, -1, -1, -1});
+            meta_layout_.add(concat("log_lr:", b.name), 1);
+            continue;
+        }
+        Factors f{l, -1, -1, -1, -1, static_cast<Index>(scratch_.size())};
+        if (learned(b.cols)) {
+            f.a = static_cast<Index>(meta_layout_.num_blocks());
+            meta_layout_.add(concat("A:", b.name), b.cols, b.cols);
+        }
+        if (learned(b.rows)) {
+            f.b = static_cast<Index>(meta_layout_.num_blocks());
+            meta_layout_.add(concat("B:", b.name), b.rows, b.rows);
+        }
+        f.s = static_cast<Index>(meta_layout_.num_blocks());
+        meta_layout_.add(concat("S:", b.name), b.rows, b.cols);
+        factors_.push_back(f);
+        scratch_.emplace_back(b.rows, b.cols);
+    }
+    if (scratch_.empty())
+        throw InvalidArgument(
+            "Invalid layout: APO-P needs a weight matrix, a block with more than one row "
+            "and column (use Apo for a learning rate alone)");
+}
+
+template <Real S, class MetaOptions>
+auto ApoPRule<S, MetaOptions>::initial_state() const -> State {
+    State state{0, Vec<S>::Zero(meta_layout_.size()),
+                Vec<S>::Zero(options_.momentum > S(0) ? layout_.size() : 0)};
+    for (const Factors& f : factors_) {
+        if (f.log_lr >= 0)
+            continue;
+        if (f.a >= 0)
+            meta(state.phi, f.a).setIdentity();
+        if (f.b >= 0)
+            meta(state.phi, f.b).setIdentity();
+        meta(state.phi, f.s).setConstant(std::sqrt(options_.lr));
+    }
+    return state;
+}
+
+template <Real S, class MetaOptions>
+void ApoPRule<S, MetaOptions>::hypergradient(const State& state, const Eigen::Ref<const Vec<S>>& v,
+                                             Eigen::Ref<Vec<S>> h) const {
+    for (const Factors& f : factors_) {
+        const auto E = block_view(v, layout_[f.block]);
+        const auto V = block_view(v_, layout_[f.block]);
+        if (f.log_lr >= 0) {
+            h[meta_layout_[static_cast<std::size_t>(f.log_lr)].offset] =
+                -lr(state, f) * V.cwiseProduct(E).sum();
+            continue;
+        }
+        Scratch& t = scratch_[static_cast<std::size_t>(f.scratch)];
+        const auto Sf = meta(state.phi, f.s);
+        by_factor(state, f.a, false, false, E, t.EA);     // E A
+        by_factor(state, f.b, true, true, t.EA, t.BtEA);  // Bᵀ E A
+        t.F = Sf.cwiseProduct(Sf).cwiseProduct(t.BtEA);
+        meta(h, f.s) = S(-2) * Sf.cwiseProduct(t.K).cwiseProduct(t.BtEA);
+        if (f.b >= 0) {
+            auto hB = meta(h, f.b);
+            gemm_.multiply(t.EA, false, t.C, true, hB, false);  // E A Cᵀ
+            gemm_.multiply(t.VA, false, t.F, true, hB, true);   // + V A Fᵀ
+            hB = -hB;
+        }
+        if (f.a >= 0) {
+            auto hA = meta(h, f.a);
+            gemm_.multiply(E, true, t.BC, false, hA, false);  // Eᵀ B C
+            by_factor(state, f.b, true, false, t.F, t.BF);
+            gemm_.multiply(V, true, t.BF, false, hA, true);  // + Vᵀ B F
+            hA = -hA;
+        }
+    }
+}
+
+template <Real S, class MetaOptions>
+ad::Var<S> ApoPRule<S, MetaOptions>::record(ad::Tape<S>& tape, const State& state, S* h) const {
+    ad::Var<S> delta;
+    auto leaf = [&](Index at) {
+        const Block& m = meta_layout_[static_cast<std::size_t>(at)];
+        return tape.leaf(state.phi.data() + m.offset, m.rows, m.cols, h ? h + m.offset : nullptr);
+    };
+    for (const Factors& f : factors_) {
+        const Block& b = layout_[f.block];
+        ad::Var<S> part = tape.leaf(v_.data() + b.offset, b.rows, b.cols);
+        if (f.log_lr >= 0) {
+            part = ad::scale(ad::scale(part, ad::exp(leaf(f.log_lr))), -options_.lr);
+        } else {
+            const ad::Var<S> Sv = leaf(f.s);
+            const ad::Var<S> A = f.a >= 0 ? leaf(f.a) : ad::Var<S>();
+            const ad::Var<S> B = f.b >= 0 ? leaf(f.b) : ad::Var<S>();
+            if (f.a >= 0)
+                part = ad::matmul(part, A);
+            if (f.b >= 0)
+                part = ad::matmul(B, part, true, false);
+            part = ad::mul(ad::mul(Sv, Sv), part);
+            if (f.b >= 0)
+                part = ad::matmul(B, part);
+            if (f.a >= 0)
+                part = ad::matmul(part, A, false, true);
+            part = ad::scale(ad::reshape(part, b.size(), 1), S(-1));
+        }
+        delta = &f == &factors_.front() ? part : ad::concat_rows(delta, part);
+    }
+    return delta;
+}
+
+template <Real S, class MetaOptions>
+void ApoPRule<S, MetaOptions>::move(State& state, Eigen::Ref<Vec<S>> x,
+                                    const Eigen::Ref<const Vec<S>>& g) const {
+    direction(state, g);
+    if (!all_finite(delta_))
+        throw NonFinite(concat(kName,
+                               ": the move is not finite: the meta-parameters have diverged "
+                               "(lower meta.lr); x is unchanged"));
+    if (options_.momentum > S(0))
+        state.momentum_buffer = v_;
+    x += delta_;
+}
+
+template <Real S, class MetaOptions>
+S ApoPRule<S, MetaOptions>::block_lr(const State& state, std::size_t l) const {
+    const Factors& f = factors_.at(l);
+    if (f.log_lr >= 0)
+        return lr(state, f);
+    // Column k = i + p·j of A⊗B is A_{:,j} ⊗ B_{:,i}, of norm ‖A_{:,j}‖‖B_{:,i}‖.
+    const Block& b = layout_[f.block];
+    const auto Sf = meta(state.phi, f.s);
+    const Vec<S> a = f.a >= 0 ? Vec<S>(meta(state.phi, f.a).colwise().squaredNorm().transpose())
+                              : Vec<S>::Ones(b.cols);
+    const Vec<S> bn = f.b >= 0 ? Vec<S>(meta(state.phi, f.b).colwise().squaredNorm().transpose())
+                               : Vec<S>::Ones(b.rows);
+    return (bn.asDiagonal() * Sf.cwiseProduct(Sf) * a.asDiagonal()).sum()
+           / static_cast<S>(b.size());
+}
+
+template <Real S, class MetaOptions>
+void ApoPRule<S, MetaOptions>::direction(const State& state,
+                                         const Eigen::Ref<const Vec<S>>& g) const {
+    if (options_.momentum > S(0))
+        v_ = options_.momentum * state.momentum_buffer + g;
+    else
+        v_ = g;
+    for (const Factors& f : factors_) {
+        const auto V = block_view(v_, layout_[f.block]);
+        auto D = block_view(delta_, layout_[f.block]);
+        if (f.log_lr >= 0) {
+            D = -lr(state, f) * V;
+            continue;
+        }
+        Scratch& t = scratch_[static_cast<std::size_t>(f.scratch)];
+        const auto Sf = meta(state.phi, f.s);
+        by_factor(state, f.a, false, false, V, t.VA);
+        by_factor(state, f.b, true, true, t.VA, t.K);  // K = Bᵀ V A
+        t.C = Sf.cwiseProduct(Sf).cwiseProduct(t.K);
+        by_factor(state, f.b, true, false, t.C, t.BC);
+        by_factor(state, f.a, false, true, t.BC, D);  // B C Aᵀ
+        D = -D;
+    }
+}
 
 }  // namespace detail
 
@@ -562,5 +586,9 @@ public:
             f(detail::concat("lr:", layout[l].name), static_cast<double>(lr(l)));
     }
 };
+
+// APO-P's products for float, compiled once (core/instances.hpp): five of our files
+// step ApoP<float>, one ApoP<double>, which compiles its own.
+SCALTRA_INSTANCE(class detail::ApoPRule<float, AdamOptions<float>>)
 
 }  // namespace scaltra
